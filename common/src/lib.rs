@@ -1,0 +1,19 @@
+//! realload's shared core: the load model, the policy, the decisions and the runtime pieces that
+//! the collector, the extender and the descheduler all use.
+//!
+//! - [`reading`]: the annotation codec and reading quality (valid / missing / stale / suspect-zero / invalid)
+//! - [`policy`]: the policy file, its defaults and its validation
+//! - [`scoring`]: filter, score, circuit breaker and hot-spot estimate, as pure functions
+//! - [`whitelist`]: the operators' whitelist ConfigMap
+//! - [`snapshot`]: snapshot mode's `kubectl get -o json|yaml` List loader
+//! - [`quantity`]: Kubernetes quantities in millicores and bytes
+//! - [`runtime`]: tracing, shutdown on SIGTERM/SIGINT, `/healthz` `/readyz` `/metrics`
+#![forbid(unsafe_code)]
+
+pub mod policy;
+pub mod quantity;
+pub mod reading;
+pub mod runtime;
+pub mod scoring;
+pub mod snapshot;
+pub mod whitelist;

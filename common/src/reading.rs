@@ -1,0 +1,491 @@
+//! Node load readings: the annotation codec and the reading-quality classification that every part
+//! shares (DESIGN.md, "Annotations" and "Reading quality").
+//!
+//! A reading is parsed once, when the Node is seen ([`RawReading::from_annotation`]), and classified
+//! against the clock when it is used ([`RawReading::classify`]), because staleness moves with time
+//! while the annotation does not.
+
+use std::fmt;
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// How a metric's annotation value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationFormat {
+    /// `<ratio>,<RFC 3339 timestamp>` with a real UTC (or offset) timestamp.
+    #[default]
+    Realload,
+    /// crane-scheduler's `<ratio>,<local time>Z`: the `Z` is literal, the time is in a configured zone.
+    Crane,
+}
+
+/// A parsed utilisation sample: a ratio and the time it was sampled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub ratio: f64,
+    pub sampled_at: Timestamp,
+}
+
+/// Why an annotation value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReadingError {
+    #[error("value has no ',' between ratio and timestamp")]
+    NoSeparator,
+    #[error("ratio {0:?} is not a number")]
+    RatioNotANumber(String),
+    #[error("ratio is NaN")]
+    RatioNan,
+    #[error("ratio {0} is negative")]
+    RatioNegative(String),
+    #[error("ratio {0} is above 1")]
+    RatioAboveOne(String),
+    #[error("ratio is infinite")]
+    RatioInfinite,
+    #[error("timestamp {0:?} is not RFC 3339")]
+    BadTimestamp(String),
+    #[error("timestamp {0:?} does not exist in the crane timezone")]
+    BadLocalTime(String),
+    #[error("timestamp is {ahead} ahead of the clock")]
+    InFuture { ahead: String },
+}
+
+/// Writes a reading the way the collector annotates it: `0.4213,2026-11-22T01:02:03Z`.
+pub fn format_annotation(reading: &Reading) -> String {
+    let ratio = (reading.ratio.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0;
+    format!(
+        "{ratio:.4},{}",
+        reading.sampled_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+}
+
+/// Parses an annotation value in the given format. Range checks (NaN, negative, above 1) happen
+/// here, so a parsed [`Reading`] always carries a ratio in `[0, 1]`.
+pub fn parse_annotation(
+    value: &str,
+    format: AnnotationFormat,
+    crane_tz: &TimeZone,
+) -> Result<Reading, ReadingError> {
+    let (ratio_text, time_text) = value.split_once(',').ok_or(ReadingError::NoSeparator)?;
+    let ratio_text = ratio_text.trim();
+    let time_text = time_text.trim();
+    let ratio: f64 = ratio_text
+        .parse()
+        .map_err(|_| ReadingError::RatioNotANumber(ratio_text.to_string()))?;
+    if ratio.is_nan() {
+        return Err(ReadingError::RatioNan);
+    }
+    if ratio.is_infinite() {
+        return Err(ReadingError::RatioInfinite);
+    }
+    if ratio < 0.0 {
+        return Err(ReadingError::RatioNegative(ratio_text.to_string()));
+    }
+    if ratio > 1.0 {
+        return Err(ReadingError::RatioAboveOne(ratio_text.to_string()));
+    }
+    let sampled_at = match format {
+        AnnotationFormat::Realload => time_text
+            .parse::<Timestamp>()
+            .map_err(|_| ReadingError::BadTimestamp(time_text.to_string()))?,
+        AnnotationFormat::Crane => {
+            // Go layout "2006-01-02T15:04:05Z" printed in local time: the Z is not UTC.
+            let civil = time_text
+                .strip_suffix('Z')
+                .unwrap_or(time_text)
+                .parse::<DateTime>()
+                .map_err(|_| ReadingError::BadTimestamp(time_text.to_string()))?;
+            crane_tz
+                .to_ambiguous_zoned(civil)
+                .compatible()
+                .map_err(|_| ReadingError::BadLocalTime(time_text.to_string()))?
+                .timestamp()
+        }
+    };
+    Ok(Reading { ratio, sampled_at })
+}
+
+/// A metric's annotation as seen on a Node, parsed but not yet judged against the clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawReading {
+    Missing,
+    Invalid(ReadingError),
+    Parsed(Reading),
+}
+
+impl RawReading {
+    pub fn from_annotation(
+        value: Option<&str>,
+        format: AnnotationFormat,
+        crane_tz: &TimeZone,
+    ) -> Self {
+        match value {
+            None => RawReading::Missing,
+            Some(v) => match parse_annotation(v, format, crane_tz) {
+                Ok(reading) => RawReading::Parsed(reading),
+                Err(e) => RawReading::Invalid(e),
+            },
+        }
+    }
+
+    /// Judges the reading at `now` against a metric's max age and plausibility floor.
+    ///
+    /// A sample time further in the future than `max_age` is invalid: trusting it would keep a
+    /// reading fresh for as long as the writer's clock is wrong.
+    pub fn classify(&self, now: Timestamp, max_age: SignedDuration, floor: f64) -> Assessed {
+        match self {
+            RawReading::Missing => Assessed::Missing,
+            RawReading::Invalid(e) => Assessed::Invalid(e.clone()),
+            RawReading::Parsed(reading) => {
+                let age = now.duration_since(reading.sampled_at);
+                if age < -max_age {
+                    return Assessed::Invalid(ReadingError::InFuture {
+                        ahead: format!("{:#}", -age),
+                    });
+                }
+                let age = age.max(SignedDuration::ZERO);
+                if age > max_age {
+                    Assessed::Stale {
+                        reading: *reading,
+                        age,
+                    }
+                } else if reading.ratio < floor {
+                    Assessed::SuspectZero {
+                        reading: *reading,
+                        age,
+                    }
+                } else {
+                    Assessed::Valid {
+                        reading: *reading,
+                        age,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The quality classes of DESIGN.md. Only `Valid` readings drive decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quality {
+    Valid,
+    Missing,
+    Stale,
+    SuspectZero,
+    Invalid,
+}
+
+impl Quality {
+    pub const ALL: [Quality; 5] = [
+        Quality::Valid,
+        Quality::Missing,
+        Quality::Stale,
+        Quality::SuspectZero,
+        Quality::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Valid => "valid",
+            Quality::Missing => "missing",
+            Quality::Stale => "stale",
+            Quality::SuspectZero => "suspect-zero",
+            Quality::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for Quality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reading judged at a point in time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessed {
+    Valid {
+        reading: Reading,
+        age: SignedDuration,
+    },
+    Missing,
+    Stale {
+        reading: Reading,
+        age: SignedDuration,
+    },
+    SuspectZero {
+        reading: Reading,
+        age: SignedDuration,
+    },
+    Invalid(ReadingError),
+}
+
+impl Assessed {
+    pub fn quality(&self) -> Quality {
+        match self {
+            Assessed::Valid { .. } => Quality::Valid,
+            Assessed::Missing => Quality::Missing,
+            Assessed::Stale { .. } => Quality::Stale,
+            Assessed::SuspectZero { .. } => Quality::SuspectZero,
+            Assessed::Invalid(_) => Quality::Invalid,
+        }
+    }
+
+    /// The ratio, but only when the reading may drive a decision.
+    pub fn valid_ratio(&self) -> Option<f64> {
+        match self {
+            Assessed::Valid { reading, .. } => Some(reading.ratio),
+            _ => None,
+        }
+    }
+
+    /// The parsed reading whatever its quality (for display), if there is one.
+    pub fn reading(&self) -> Option<&Reading> {
+        match self {
+            Assessed::Valid { reading, .. }
+            | Assessed::Stale { reading, .. }
+            | Assessed::SuspectZero { reading, .. } => Some(reading),
+            Assessed::Missing | Assessed::Invalid(_) => None,
+        }
+    }
+
+    pub fn age(&self) -> Option<SignedDuration> {
+        match self {
+            Assessed::Valid { age, .. }
+            | Assessed::Stale { age, .. }
+            | Assessed::SuspectZero { age, .. } => Some(*age),
+            Assessed::Missing | Assessed::Invalid(_) => None,
+        }
+    }
+
+    /// A short human reason for a non-valid reading (`None` when valid).
+    pub fn reason(&self, max_age: SignedDuration, floor: f64) -> Option<String> {
+        match self {
+            Assessed::Valid { .. } => None,
+            Assessed::Missing => Some("no annotation".to_string()),
+            Assessed::Stale { age, .. } => Some(format!("{:#} old, max age {:#}", age, max_age)),
+            Assessed::SuspectZero { reading, .. } => Some(format!(
+                "{} below plausibility floor {}",
+                reading.ratio, floor
+            )),
+            Assessed::Invalid(e) => Some(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const UTC: TimeZone = TimeZone::UTC;
+
+    #[test]
+    fn round_trips_the_contract_example() {
+        let r = parse_annotation(
+            "0.4213,2026-11-22T01:02:03Z",
+            AnnotationFormat::Realload,
+            &UTC,
+        )
+        .unwrap();
+        assert_eq!(r.ratio, 0.4213);
+        assert_eq!(r.sampled_at, ts("2026-11-22T01:02:03Z"));
+        assert_eq!(format_annotation(&r), "0.4213,2026-11-22T01:02:03Z");
+    }
+
+    #[test]
+    fn format_rounds_to_four_decimals_and_whole_seconds_in_utc() {
+        let r = Reading {
+            ratio: 0.123456,
+            sampled_at: ts("2026-11-22T01:02:03.987+02:00"),
+        };
+        assert_eq!(format_annotation(&r), "0.1235,2026-11-21T23:02:03Z");
+        let one = Reading {
+            ratio: 1.0,
+            sampled_at: ts("2026-11-22T00:00:00Z"),
+        };
+        assert_eq!(format_annotation(&one), "1.0000,2026-11-22T00:00:00Z");
+    }
+
+    #[test]
+    fn accepts_offsets_and_fractional_seconds() {
+        let r = parse_annotation(
+            "0.5,2026-11-22T03:02:03.5+02:00",
+            AnnotationFormat::Realload,
+            &UTC,
+        )
+        .unwrap();
+        assert_eq!(r.sampled_at, ts("2026-11-22T01:02:03.5Z"));
+    }
+
+    #[test]
+    fn rejects_each_malformed_value_with_its_reason() {
+        let p = |v| parse_annotation(v, AnnotationFormat::Realload, &UTC).unwrap_err();
+        assert_eq!(p("0.5"), ReadingError::NoSeparator);
+        assert_eq!(
+            p("abc,2026-11-22T01:02:03Z"),
+            ReadingError::RatioNotANumber("abc".into())
+        );
+        assert_eq!(
+            p(",2026-11-22T01:02:03Z"),
+            ReadingError::RatioNotANumber("".into())
+        );
+        assert_eq!(p("NaN,2026-11-22T01:02:03Z"), ReadingError::RatioNan);
+        assert_eq!(p("inf,2026-11-22T01:02:03Z"), ReadingError::RatioInfinite);
+        assert_eq!(
+            p("-0.1,2026-11-22T01:02:03Z"),
+            ReadingError::RatioNegative("-0.1".into())
+        );
+        assert_eq!(
+            p("1.01,2026-11-22T01:02:03Z"),
+            ReadingError::RatioAboveOne("1.01".into())
+        );
+        assert_eq!(
+            p("0.5,yesterday"),
+            ReadingError::BadTimestamp("yesterday".into())
+        );
+        assert_eq!(
+            p("0.5,2026-11-22 01:02:03"),
+            ReadingError::BadTimestamp("2026-11-22 01:02:03".into())
+        );
+    }
+
+    #[test]
+    fn crane_format_is_local_time_with_a_literal_z() {
+        let shanghai = TimeZone::get("Asia/Shanghai").unwrap();
+        let r = parse_annotation(
+            "0.63012,2023-10-17T15:04:32Z",
+            AnnotationFormat::Crane,
+            &shanghai,
+        )
+        .unwrap();
+        assert_eq!(r.ratio, 0.63012);
+        assert_eq!(r.sampled_at, ts("2023-10-17T07:04:32Z"));
+        let utc = parse_annotation(
+            "0.63012,2023-10-17T15:04:32Z",
+            AnnotationFormat::Crane,
+            &UTC,
+        )
+        .unwrap();
+        assert_eq!(utc.sampled_at, ts("2023-10-17T15:04:32Z"));
+        assert!(matches!(
+            parse_annotation("0.6,17/10/2023", AnnotationFormat::Crane, &UTC),
+            Err(ReadingError::BadTimestamp(_))
+        ));
+    }
+
+    #[test]
+    fn classification_covers_every_class_and_its_boundaries() {
+        let now = ts("2026-11-22T01:10:00Z");
+        let max_age = SignedDuration::from_mins(3);
+        let floor = 0.005;
+        let at = |ratio: f64, t: &str| {
+            RawReading::Parsed(Reading {
+                ratio,
+                sampled_at: ts(t),
+            })
+        };
+
+        assert_eq!(
+            RawReading::Missing.classify(now, max_age, floor).quality(),
+            Quality::Missing
+        );
+        assert_eq!(
+            RawReading::Invalid(ReadingError::RatioNan)
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Invalid
+        );
+        // exactly max age old: still valid; one second more: stale
+        assert_eq!(
+            at(0.5, "2026-11-22T01:07:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Valid
+        );
+        assert_eq!(
+            at(0.5, "2026-11-22T01:06:59Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Stale
+        );
+        // zero and below the floor: suspect; at the floor: valid
+        assert_eq!(
+            at(0.0, "2026-11-22T01:09:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::SuspectZero
+        );
+        assert_eq!(
+            at(0.0049, "2026-11-22T01:09:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::SuspectZero
+        );
+        assert_eq!(
+            at(0.005, "2026-11-22T01:09:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Valid
+        );
+        // a stale zero is stale (age is checked first)
+        assert_eq!(
+            at(0.0, "2026-11-22T01:00:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Stale
+        );
+        // slightly in the future (clock skew) is fine, far in the future is not
+        let skewed = at(0.5, "2026-11-22T01:11:00Z").classify(now, max_age, floor);
+        assert_eq!(skewed.quality(), Quality::Valid);
+        assert_eq!(skewed.age(), Some(SignedDuration::ZERO));
+        assert_eq!(
+            at(0.5, "2026-11-22T01:14:00Z")
+                .classify(now, max_age, floor)
+                .quality(),
+            Quality::Invalid
+        );
+    }
+
+    #[test]
+    fn only_valid_readings_expose_a_ratio_and_reasons_name_the_problem() {
+        let now = ts("2026-11-22T01:10:00Z");
+        let max_age = SignedDuration::from_mins(3);
+        let stale = RawReading::Parsed(Reading {
+            ratio: 0.5,
+            sampled_at: ts("2026-11-22T01:00:00Z"),
+        })
+        .classify(now, max_age, 0.005);
+        assert_eq!(stale.valid_ratio(), None);
+        assert_eq!(stale.reading().map(|r| r.ratio), Some(0.5));
+        assert_eq!(stale.reason(max_age, 0.005).unwrap(), "10m old, max age 3m");
+        let zero = RawReading::Parsed(Reading {
+            ratio: 0.0,
+            sampled_at: now,
+        })
+        .classify(now, max_age, 0.005);
+        assert_eq!(
+            zero.reason(max_age, 0.005).unwrap(),
+            "0 below plausibility floor 0.005"
+        );
+        assert_eq!(
+            Assessed::Missing.reason(max_age, 0.005).unwrap(),
+            "no annotation"
+        );
+        let valid = RawReading::Parsed(Reading {
+            ratio: 0.5,
+            sampled_at: now,
+        })
+        .classify(now, max_age, 0.005);
+        assert_eq!(valid.valid_ratio(), Some(0.5));
+        assert_eq!(valid.reason(max_age, 0.005), None);
+    }
+}

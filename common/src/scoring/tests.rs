@@ -1,0 +1,314 @@
+use jiff::SignedDuration;
+use proptest::prelude::*;
+
+use super::*;
+use crate::reading::{Reading, ReadingError};
+
+fn now() -> Timestamp {
+    "2026-11-22T01:10:00Z".parse().unwrap()
+}
+
+fn fresh(ratio: f64) -> RawReading {
+    RawReading::Parsed(Reading {
+        ratio,
+        sampled_at: now() - SignedDuration::from_secs(30),
+    })
+}
+
+const ALLOC: Allocatable = Allocatable {
+    cpu_millis: 8000,
+    memory_bytes: 32 << 30,
+};
+
+/// Default policy order: cpu-avg-5m, cpu-max-1h, mem-avg-5m, cpu-sustained-10m.
+fn node(cpu: f64, cpu_max: f64, mem: f64) -> NodeAssessment {
+    let p = Policy::default();
+    assess_node(
+        &p,
+        &[fresh(cpu), fresh(cpu_max), fresh(mem), fresh(cpu)],
+        &[],
+        ALLOC,
+        now(),
+    )
+}
+
+fn node_with(readings: [RawReading; 4]) -> NodeAssessment {
+    assess_node(&Policy::default(), &readings, &[], ALLOC, now())
+}
+
+#[test]
+fn score_follows_the_design_formula() {
+    let p = Policy::default();
+    // 10 × (0.5·0.6 + 0.2·0.5 + 0.3·0.8) / 1.0 = 6.4 → 6
+    assert_eq!(score(&p, &node(0.4, 0.5, 0.2)), 6);
+    assert_eq!(score(&p, &node(0.005, 0.005, 0.005)), 10);
+    assert_eq!(score(&p, &node(1.0, 1.0, 1.0)), 0);
+    // 10 × (0.5·0.95 + 0.2·0.95 + 0.3·0.95) = 9.5 → rounds half away from zero
+    assert_eq!(score(&p, &node(0.05, 0.05, 0.05)), 10);
+}
+
+#[test]
+fn each_non_valid_class_makes_the_node_unknown_and_scored_at_unknown_load() {
+    let p = Policy::default();
+    let stale = RawReading::Parsed(Reading {
+        ratio: 0.1,
+        sampled_at: now() - SignedDuration::from_mins(10),
+    });
+    for bad in [
+        RawReading::Missing,
+        RawReading::Invalid(ReadingError::RatioNan),
+        RawReading::Parsed(Reading {
+            ratio: 0.0,
+            sampled_at: now(),
+        }),
+        stale,
+    ] {
+        let n = node_with([bad.clone(), fresh(0.1), fresh(0.1), fresh(0.1)]);
+        assert!(!n.known, "{bad:?}");
+        assert_eq!(score(&p, &n), 0, "unknownLoad 1.0 scores 0: {bad:?}");
+        assert_eq!(
+            filter_verdict(&p, &n),
+            FilterVerdict::Pass,
+            "unknown passes the filter: {bad:?}"
+        );
+    }
+    let p = Policy::from_yaml("guards: {unknownLoad: 0.5}").unwrap();
+    let n = assess_node(
+        &p,
+        &[RawReading::Missing, fresh(0.1), fresh(0.1), fresh(0.1)],
+        &[],
+        ALLOC,
+        now(),
+    );
+    assert_eq!(score(&p, &n), 5);
+}
+
+#[test]
+fn a_zero_reading_never_wins() {
+    let p = Policy::default();
+    let zero = node(0.0, 0.0, 0.0);
+    let busy = node(0.7, 0.7, 0.7);
+    assert!(!zero.known);
+    assert!(score(&p, &zero) < score(&p, &busy));
+}
+
+#[test]
+fn unscored_metrics_do_not_make_a_node_unknown() {
+    let n = node_with([fresh(0.3), fresh(0.3), fresh(0.3), RawReading::Missing]);
+    assert!(n.known);
+}
+
+#[test]
+fn filter_rejects_valid_estimates_strictly_above_the_threshold() {
+    let p = Policy::default();
+    assert_eq!(
+        filter_verdict(&p, &node(0.80, 0.9, 0.5)),
+        FilterVerdict::Pass
+    );
+    let v = filter_verdict(&p, &node(0.81, 0.9, 0.5));
+    assert_eq!(v.message().unwrap(), "realload: node cpu-avg-5m above 0.80");
+    let v = filter_verdict(&p, &node(0.5, 0.9, 0.95));
+    assert_eq!(v.message().unwrap(), "realload: node mem-avg-5m above 0.90");
+    assert!(!v.passes());
+}
+
+#[test]
+fn hotspot_adds_only_pods_bound_after_the_newest_valid_reading() {
+    let p = Policy::default();
+    let sampled = now() - SignedDuration::from_secs(30);
+    let before = BoundPod {
+        bound_at: sampled - SignedDuration::from_secs(1),
+        cpu_millis: 4000,
+        memory_bytes: 0,
+    };
+    let at = BoundPod {
+        bound_at: sampled,
+        cpu_millis: 4000,
+        memory_bytes: 0,
+    };
+    let after = BoundPod {
+        bound_at: sampled + SignedDuration::from_secs(1),
+        cpu_millis: 2000,
+        memory_bytes: 8 << 30,
+    };
+    let readings = [fresh(0.3), fresh(0.3), fresh(0.3), fresh(0.3)];
+    let n = assess_node(&p, &readings, &[before, at, after], ALLOC, now());
+    // 2000m × 0.85 / 8000m = 0.2125 ; 8Gi × 0.70 / 32Gi = 0.175
+    assert!((n.hotspot.cpu - 0.2125).abs() < 1e-12, "{:?}", n.hotspot);
+    assert!((n.hotspot.memory - 0.175).abs() < 1e-12);
+    assert!((n.metrics[0].estimated.unwrap() - 0.5125).abs() < 1e-12);
+    assert!((n.metrics[2].estimated.unwrap() - 0.475).abs() < 1e-12);
+    let quiet = assess_node(&p, &readings, &[], ALLOC, now());
+    assert!(score(&p, &n) < score(&p, &quiet));
+}
+
+#[test]
+fn a_burst_of_bindings_pushes_a_node_over_the_filter() {
+    let p = Policy::default();
+    let readings = [fresh(0.5), fresh(0.5), fresh(0.3), fresh(0.5)];
+    let pod = BoundPod {
+        bound_at: now(),
+        cpu_millis: 1000,
+        memory_bytes: 0,
+    };
+    // each pod adds 1000 × 0.85 / 8000 = 0.10625
+    let two = assess_node(&p, &readings, &[pod; 2], ALLOC, now());
+    assert!(filter_verdict(&p, &two).passes());
+    let three = assess_node(&p, &readings, &[pod; 3], ALLOC, now());
+    assert!(!filter_verdict(&p, &three).passes());
+}
+
+#[test]
+fn zero_allocatable_adds_nothing_rather_than_infinity() {
+    let p = Policy::default();
+    let pod = BoundPod {
+        bound_at: now(),
+        cpu_millis: 1000,
+        memory_bytes: 1,
+    };
+    let s = hotspot_addition(&[pod], None, Allocatable::default(), &p);
+    assert_eq!(
+        s,
+        ResourceShares {
+            cpu: 0.0,
+            memory: 0.0
+        }
+    );
+}
+
+#[test]
+fn breaker_trips_strictly_above_the_fraction() {
+    let p = Policy::default();
+    assert!(!breaker_trips(&p, 0, 0));
+    assert!(!breaker_trips(&p, 2, 4));
+    assert!(breaker_trips(&p, 3, 4));
+    assert!(breaker_trips(&p, 1, 1));
+    let known = node(0.95, 0.9, 0.5);
+    let unknown = node_with([RawReading::Missing, fresh(0.1), fresh(0.1), fresh(0.1)]);
+    let d = decide(&p, &[known.clone(), unknown.clone()]);
+    assert!(!d.breaker_tripped);
+    assert_eq!(d.unknown, 1);
+    assert!(
+        !d.verdicts[0].passes(),
+        "hot node filtered while the breaker holds"
+    );
+    let d = decide(&p, &[known, unknown.clone(), unknown]);
+    assert!(d.breaker_tripped);
+    assert!(d.verdicts.iter().all(FilterVerdict::passes));
+    assert_eq!(d.scores, vec![NEUTRAL_SCORE; 3]);
+}
+
+// ---- properties ------------------------------------------------------------------------------
+
+fn raw_reading() -> impl Strategy<Value = RawReading> {
+    prop_oneof![
+        4 => (0.0f64..=1.0, 0i64..600).prop_map(|(ratio, age)| RawReading::Parsed(Reading {
+            ratio,
+            sampled_at: now() - SignedDuration::from_secs(age),
+        })),
+        1 => Just(RawReading::Missing),
+        1 => Just(RawReading::Invalid(ReadingError::RatioNan)),
+    ]
+}
+
+fn bound_pods() -> impl Strategy<Value = Vec<BoundPod>> {
+    proptest::collection::vec(
+        (0i64..600, 0u64..16_000, 0u64..(64 << 30)).prop_map(|(ago, cpu, mem)| BoundPod {
+            bound_at: now() - SignedDuration::from_secs(ago),
+            cpu_millis: cpu,
+            memory_bytes: mem,
+        }),
+        0..6,
+    )
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        0.0f64..=1.0,
+        0.0f64..=1.0,
+        0.0f64..3.0,
+        0.01f64..3.0,
+        0.0f64..3.0,
+    )
+        .prop_map(|(unknown_load, fraction, w1, w2, w3)| {
+            let mut p = Policy::default();
+            p.guards.unknown_load = unknown_load;
+            p.guards.max_unknown_fraction = fraction;
+            p.metrics[0].weight = w1;
+            p.metrics[1].weight = w2;
+            p.metrics[2].weight = w3;
+            p
+        })
+}
+
+fn readings() -> impl Strategy<Value = Vec<RawReading>> {
+    proptest::collection::vec(raw_reading(), 4)
+}
+
+proptest! {
+    #[test]
+    fn scores_are_always_within_range(p in policy(), r in readings(), pods in bound_pods()) {
+        let n = assess_node(&p, &r, &pods, ALLOC, now());
+        let s = score(&p, &n);
+        prop_assert!((MIN_SCORE..=MAX_SCORE).contains(&s));
+    }
+
+    #[test]
+    fn score_never_rises_as_a_metric_load_rises(
+        p in policy(),
+        ratios in proptest::collection::vec(0.005f64..=1.0, 4),
+        which in 0usize..4,
+        bump in 0.0f64..1.0,
+        pods in bound_pods(),
+    ) {
+        let at = |rs: &[f64]| -> Vec<RawReading> { rs.iter().map(|r| fresh(*r)).collect() };
+        let mut higher = ratios.clone();
+        higher[which] = (higher[which] + bump).min(1.0);
+        let low = assess_node(&p, &at(&ratios), &pods, ALLOC, now());
+        let high = assess_node(&p, &at(&higher), &pods, ALLOC, now());
+        prop_assert!(score(&p, &high) <= score(&p, &low));
+        // more bound pods never raise the score either
+        let mut more = pods.clone();
+        more.push(BoundPod { bound_at: now(), cpu_millis: 500, memory_bytes: 1 << 30 });
+        let busier = assess_node(&p, &at(&ratios), &more, ALLOC, now());
+        prop_assert!(score(&p, &busier) <= score(&p, &low));
+    }
+
+    #[test]
+    fn an_unknown_node_never_outranks_a_valid_node_below_unknown_load(
+        p in policy(),
+        r in readings(),
+        valid in proptest::collection::vec(0.005f64..=1.0, 4),
+    ) {
+        let unknown = assess_node(&p, &r, &[], ALLOC, now());
+        let known_readings: Vec<RawReading> = valid.iter().map(|v| fresh(*v)).collect();
+        let known = assess_node(&p, &known_readings, &[], ALLOC, now());
+        prop_assume!(!unknown.known && known.known);
+        let all_below = p.metrics.iter().zip(&known.metrics)
+            .filter(|(spec, _)| spec.is_scored())
+            .all(|(_, m)| m.estimated.is_some_and(|e| e < p.guards.unknown_load));
+        prop_assume!(all_below);
+        prop_assert!(score(&p, &unknown) <= score(&p, &known));
+    }
+
+    #[test]
+    fn a_tripped_breaker_scores_all_alike_and_filters_none(
+        p in policy(),
+        nodes in proptest::collection::vec((readings(), bound_pods()), 1..12),
+    ) {
+        let candidates: Vec<NodeAssessment> =
+            nodes.iter().map(|(r, pods)| assess_node(&p, r, pods, ALLOC, now())).collect();
+        let d = decide(&p, &candidates);
+        let unknown = candidates.iter().filter(|c| !c.known).count();
+        prop_assert_eq!(d.unknown, unknown);
+        prop_assert_eq!(d.breaker_tripped, unknown as f64 > p.guards.max_unknown_fraction * candidates.len() as f64);
+        if d.breaker_tripped {
+            prop_assert!(d.verdicts.iter().all(FilterVerdict::passes));
+            prop_assert!(d.scores.iter().all(|s| *s == d.scores[0]));
+        } else {
+            for (c, v) in candidates.iter().zip(&d.verdicts) {
+                prop_assert_eq!(v, &filter_verdict(&p, c));
+            }
+        }
+    }
+}
