@@ -10,6 +10,8 @@
 //! - [`runtime`]: tracing, shutdown on SIGTERM/SIGINT, `/healthz` `/readyz` `/metrics`
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod objects;
 pub mod policy;
 pub mod quantity;
 pub mod reading;

@@ -50,16 +50,20 @@ impl ResourceShares {
 }
 
 /// The hot-spot estimate: requests × factor / allocatable, summed over the pods bound strictly
-/// after `covered_until` (the node's newest valid sample time; `None` counts every pod given).
+/// after `covered_until`, the node's newest valid sample time. A node without any valid reading
+/// has nothing to add to (it is unknown and scored at `unknownLoad`), so `None` adds nothing.
 pub fn hotspot_addition<'a>(
     pods: impl IntoIterator<Item = &'a BoundPod>,
     covered_until: Option<Timestamp>,
     allocatable: Allocatable,
     policy: &Policy,
 ) -> ResourceShares {
+    let Some(covered_until) = covered_until else {
+        return ResourceShares::default();
+    };
     let (mut cpu, mut memory) = (0u64, 0u64);
     for pod in pods {
-        if covered_until.is_none_or(|t| pod.bound_at > t) {
+        if pod.bound_at > covered_until {
             cpu = cpu.saturating_add(pod.cpu_millis);
             memory = memory.saturating_add(pod.memory_bytes);
         }

@@ -1,0 +1,146 @@
+//! Command line of `realload-extender` and what each subcommand runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::core::v1::Pod;
+use realload_common::cli::{OutputFormat, PolicyArgs, SnapshotArgs, load_policy, load_snapshot};
+use realload_common::objects::NodeView;
+use realload_common::runtime::LogArgs;
+
+use crate::explain;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "realload-extender",
+    version,
+    about = "Real-load kube-scheduler extender and load collector"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the kube-scheduler extender API (POST /filter, /prioritize).
+    Serve(ServeArgs),
+    /// Collect node utilisation and write it into Node annotations.
+    Collect(CollectArgs),
+    /// Rank candidate nodes for a pod as the extender would, with every reading and reason.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8888")]
+    pub listen: SocketAddr,
+    /// Prefix of the extender routes, e.g. `/scheduler` for `/scheduler/filter`.
+    #[arg(long, default_value = "")]
+    pub path_prefix: String,
+    /// TLS certificate (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle (PEM): when set, clients must present a certificate it signed.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Perform the Binding for kube-scheduler (configure `bindVerb: bind`).
+    #[arg(long)]
+    pub bind: bool,
+}
+
+/// Where the collector reads utilisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    Prometheus,
+    NodeExporter,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CollectArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Where readings come from.
+    #[arg(long, value_enum, default_value_t = Source::Prometheus)]
+    pub source: Source,
+    /// Prometheus base URL, e.g. http://prometheus.monitoring:9090.
+    #[arg(long, env = "REALLOAD_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token for Prometheus.
+    #[arg(long)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// CA bundle (PEM) for Prometheus' certificate.
+    #[arg(long)]
+    pub prometheus_ca: Option<PathBuf>,
+    /// node-exporter port on each node (with --source node-exporter).
+    #[arg(long, default_value_t = 9100)]
+    pub node_exporter_port: u16,
+    /// Run one cycle and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Compute the patches and print them; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output of a --once run.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Admin endpoints (/healthz, /readyz, /metrics).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub admin_listen: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// The pod to place (YAML or JSON Pod manifest).
+    #[arg(long)]
+    pub pod: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Runs `explain`, printing to stdout.
+pub fn run_explain(args: &ExplainArgs) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.policy.as_deref())?;
+    let pod_text = std::fs::read_to_string(&args.pod)
+        .with_context(|| format!("pod file {}", args.pod.display()))?;
+    let pod: Pod = serde_yaml::from_str(&pod_text)
+        .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
+    let Some(snapshot_path) = &args.snapshot.snapshot else {
+        bail!(
+            "explain reads cluster state from --snapshot FILE; against a live cluster it runs with the extender's watches (not built yet)"
+        );
+    };
+    let snapshot = load_snapshot(snapshot_path)?;
+    let nodes: Vec<NodeView> = snapshot
+        .nodes
+        .iter()
+        .map(|n| NodeView::from_node(n, &policy))
+        .collect();
+    let explanation = explain::explain(&policy, &nodes, &snapshot.pods, &pod, args.snapshot.now());
+    match args.output {
+        OutputFormat::Table => print!("{}", explain::render_table(&explanation, &policy)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! realload's extender binary: `serve` (the kube-scheduler HTTP extender), `collect` (node load
+//! into Node annotations) and `explain` (why a pod would land where it lands).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod explain;

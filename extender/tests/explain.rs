@@ -1,0 +1,153 @@
+//! `explain` on the bundled example cluster: the README's main command.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+const POD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/pod.yaml");
+const NOW: &str = "2026-11-22T01:05:00Z";
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_realload-extender"))
+        .args(args)
+        .output()
+        .expect("run realload-extender");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn explain_json(pod: &str) -> Value {
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        pod,
+        "--now",
+        NOW,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn row<'a>(e: &'a Value, node: &str) -> &'a Value {
+    e["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == node)
+        .unwrap()
+}
+
+#[test]
+fn ranks_the_example_cluster_by_real_load() {
+    let e = explain_json(POD);
+    assert_eq!(e["pod"], "shop/web-new");
+    assert_eq!(e["breakerTripped"], false);
+    assert_eq!(e["unknownNodes"], 3);
+    assert_eq!(
+        e["nodes"][0]["node"], "node-a",
+        "the coolest ready node ranks first"
+    );
+    // hot on CPU, hot on memory, and hot once the burst of fresh bindings is counted
+    assert_eq!(
+        row(&e, "node-b")["filterMessage"],
+        "realload: node cpu-avg-5m above 0.80"
+    );
+    assert_eq!(
+        row(&e, "node-h")["filterMessage"],
+        "realload: node mem-avg-5m above 0.90"
+    );
+    let burst = row(&e, "node-e");
+    assert_eq!(burst["passes"], false);
+    assert!(burst["hotspotCpu"].as_f64().unwrap() > 0.4);
+    // zero, stale and missing readings: unknown, never filtered, scored at unknownLoad
+    for (node, quality) in [
+        ("node-c", "suspect-zero"),
+        ("node-d", "stale"),
+        ("node-f", "missing"),
+    ] {
+        let r = row(&e, node);
+        assert_eq!(r["known"], false, "{node}");
+        assert_eq!(r["passes"], true, "{node}");
+        assert_eq!(r["score"], 0, "{node}");
+        assert_eq!(r["readings"][0]["quality"], quality, "{node}");
+    }
+    assert!(
+        row(&e, "node-a")["score"].as_i64().unwrap() > row(&e, "node-c")["score"].as_i64().unwrap()
+    );
+}
+
+#[test]
+fn daemonset_pods_get_a_neutral_answer() {
+    let dir = std::env::temp_dir().join(format!("realload-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pod = dir.join("ds.yaml");
+    std::fs::write(
+        &pod,
+        "kind: Pod\nmetadata:\n  name: agent\n  ownerReferences:\n  - {apiVersion: apps/v1, kind: DaemonSet, name: agent, uid: u, controller: true}\nspec:\n  containers: [{name: a}]\n",
+    )
+    .unwrap();
+    let e = explain_json(pod.to_str().unwrap());
+    assert!(e["neutralReason"].as_str().unwrap().contains("DaemonSet"));
+    assert!(
+        e["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["passes"] == true && r["score"] == 0)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn table_output_is_the_default() {
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        POD,
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("RANK  NODE"), "{stdout}");
+    assert!(stdout.contains("suspect-zero"), "{stdout}");
+}
+
+#[test]
+fn bad_inputs_fail_with_a_message_naming_them() {
+    let (code, _, stderr) = run(&["explain", "--snapshot", "/nonexistent.json", "--pod", POD]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("/nonexistent.json"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        POD,
+        "--now",
+        "soon",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        SNAPSHOT,
+        "--policy",
+        POD,
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("pod.yaml"), "{stderr}");
+}
