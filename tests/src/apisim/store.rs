@@ -1,0 +1,835 @@
+//! The simulator's storage: objects per resource, one global resourceVersion counter, an event
+//! history for watches, and the write semantics of kube-apiserver (uid, creationTimestamp,
+//! generation, optimistic concurrency, graceful pod deletion, finalizers).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::resources::{self, Resource};
+use super::selectors::selector_object_matches;
+use super::ssa;
+use super::status::ApiError;
+
+pub type Key = (String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub rv: u64,
+    pub resource: Resource,
+    pub kind: EventType,
+    pub object: Arc<Value>,
+    /// The object before a MODIFIED change (for selector transitions).
+    pub old: Option<Arc<Value>>,
+}
+
+pub struct Store {
+    pub rv: u64,
+    objects: HashMap<Resource, BTreeMap<Key, Value>>,
+    history: VecDeque<Arc<StoredEvent>>,
+    /// Watches may start from any resourceVersion >= this.
+    pub oldest_watchable: u64,
+    pub history_limit: usize,
+    pub events: broadcast::Sender<Arc<StoredEvent>>,
+    uid_counter: u64,
+    /// Remove terminating pods at once, as if a kubelet finished them.
+    pub instant_pod_termination: bool,
+}
+
+/// Who is writing, for `metadata.managedFields`.
+#[derive(Debug, Clone, Copy)]
+pub enum Manager<'a> {
+    /// A create, update or non-apply patch by this field manager: it takes over what it changed.
+    Update(&'a str),
+    /// A server-side apply: the object already carries the managed fields `ssa::apply` computed.
+    Applied,
+    /// The server itself (status written by the eviction subresource): ownership unchanged.
+    Server,
+}
+
+pub fn now_string() -> String {
+    Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty())
+}
+
+pub fn key_of(resource: &Resource, object: &Value) -> Key {
+    let ns = if resource.namespaced {
+        meta_str(object, "namespace")
+            .unwrap_or("default")
+            .to_string()
+    } else {
+        String::new()
+    };
+    (ns, meta_str(object, "name").unwrap_or("").to_string())
+}
+
+fn set_meta(object: &mut Value, field: &str, value: Value) {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    object["metadata"][field] = value;
+}
+
+impl Store {
+    pub fn new() -> Store {
+        let (events, _) = broadcast::channel(65_536);
+        Store {
+            rv: 1,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            oldest_watchable: 1,
+            history_limit: 200_000,
+            events,
+            uid_counter: 0,
+            instant_pod_termination: false,
+        }
+    }
+
+    fn next_uid(&mut self) -> String {
+        self.uid_counter += 1;
+        format!("5e1a0000-0000-4000-8000-{:012x}", self.uid_counter)
+    }
+
+    fn record(&mut self, resource: Resource, kind: EventType, object: &Value, old: Option<Value>) {
+        let event = Arc::new(StoredEvent {
+            rv: self.rv,
+            resource,
+            kind,
+            object: Arc::new(object.clone()),
+            old: old.map(Arc::new),
+        });
+        self.history.push_back(event.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(dropped) = self.history.pop_front() {
+                self.oldest_watchable = dropped.rv;
+            }
+        }
+        // No receivers is fine: nobody watches.
+        let _ = self.events.send(event);
+    }
+
+    /// Forgets all history: watches from any earlier resourceVersion get 410 Expired.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.oldest_watchable = self.rv;
+    }
+
+    /// Events after `rv` for `resource`, or Expired when they are no longer kept.
+    pub fn events_since(
+        &self,
+        resource: &Resource,
+        rv: u64,
+    ) -> Result<Vec<Arc<StoredEvent>>, ApiError> {
+        if rv < self.oldest_watchable {
+            return Err(ApiError::expired(rv, self.oldest_watchable));
+        }
+        Ok(self
+            .history
+            .iter()
+            .filter(|e| e.rv > rv && e.resource == *resource)
+            .cloned()
+            .collect())
+    }
+
+    pub fn get(&self, resource: &Resource, key: &Key) -> Option<&Value> {
+        self.objects.get(resource).and_then(|m| m.get(key))
+    }
+
+    /// All objects of a resource (optionally one namespace), in key order.
+    pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> Vec<(&Key, &Value)> {
+        self.objects
+            .get(resource)
+            .map(|m| {
+                m.iter()
+                    .filter(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stamp(&mut self, object: &mut Value) {
+        self.rv += 1;
+        set_meta(object, "resourceVersion", json!(self.rv.to_string()));
+    }
+
+    /// Inserts an object as-is apart from server metadata (used to seed from a snapshot).
+    pub fn seed(&mut self, resource: Resource, mut object: Value) -> Value {
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        if meta_str(&object, "uid").is_none() {
+            let uid = self.next_uid();
+            set_meta(&mut object, "uid", json!(uid));
+        }
+        if meta_str(&object, "creationTimestamp").is_none() {
+            set_meta(&mut object, "creationTimestamp", json!(now_string()));
+        }
+        if resource.namespaced && meta_str(&object, "namespace").is_none() {
+            set_meta(&mut object, "namespace", json!("default"));
+        }
+        if resource.tracks_generation && object.pointer("/metadata/generation").is_none() {
+            set_meta(&mut object, "generation", json!(1));
+        }
+        let key = key_of(&resource, &object);
+        let old = self
+            .objects
+            .get(&resource)
+            .and_then(|m| m.get(&key))
+            .cloned();
+        self.stamp(&mut object);
+        self.objects
+            .entry(resource)
+            .or_default()
+            .insert(key, object.clone());
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(resource, kind, &object, old);
+        object
+    }
+
+    pub fn create(
+        &mut self,
+        resource: Resource,
+        mut object: Value,
+        manager: Manager<'_>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if meta_str(&object, "name").is_none_or(str::is_empty) {
+            match meta_str(&object, "generateName") {
+                Some(prefix) if !prefix.is_empty() => {
+                    self.uid_counter += 1;
+                    let name = format!("{prefix}{:05x}", self.uid_counter);
+                    set_meta(&mut object, "name", json!(name));
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        &resource,
+                        "",
+                        "metadata.name",
+                        "name or generateName is required",
+                    ));
+                }
+            }
+        }
+        let key = key_of(&resource, &object);
+        if self.get(&resource, &key).is_some() {
+            return Err(ApiError::already_exists(&resource, &key.1));
+        }
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        let uid = self.next_uid();
+        set_meta(&mut object, "uid", json!(uid));
+        set_meta(&mut object, "creationTimestamp", json!(now_string()));
+        if resource.namespaced {
+            set_meta(&mut object, "namespace", json!(key.0));
+        }
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            for server_owned in [
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "resourceVersion",
+            ] {
+                meta.remove(server_owned);
+            }
+            if !matches!(manager, Manager::Applied) {
+                meta.remove("managedFields");
+            }
+        }
+        if resource.tracks_generation {
+            set_meta(&mut object, "generation", json!(1));
+        }
+        if resource.has_status {
+            // Status is not writable on create, as with the real registry strategies.
+            if resource == resources::PODS {
+                object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            } else if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        if let Manager::Update(manager) = manager {
+            let empty = json!({"metadata": {}});
+            ssa::record_update(
+                &empty,
+                &mut object,
+                manager,
+                &resource.api_version(),
+                &now_string(),
+            );
+        }
+        if dry_run {
+            return Ok(object);
+        }
+        self.stamp(&mut object);
+        self.objects
+            .entry(resource)
+            .or_default()
+            .insert(key, object.clone());
+        self.record(resource, EventType::Added, &object, None);
+        Ok(object)
+    }
+
+    /// Replaces an object (PUT, and the result of patches). `subresource` is `None` or `status`.
+    pub fn update(
+        &mut self,
+        resource: Resource,
+        key: &Key,
+        mut object: Value,
+        subresource: Option<&str>,
+        manager: Manager<'_>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let Some(old) = self.get(&resource, key).cloned() else {
+            return Err(ApiError::not_found(&resource, &key.1));
+        };
+        if let Some(sent) = meta_str(&object, "resourceVersion")
+            && !sent.is_empty()
+            && Some(sent) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::modified(&resource, &key.1));
+        }
+        if meta_str(&object, "name").is_some_and(|n| n != key.1) {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        if resource.namespaced && meta_str(&object, "namespace").is_some_and(|n| n != key.0) {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let mut new = match subresource {
+            Some("status") => {
+                let mut merged = old.clone();
+                merged["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+                merged
+            }
+            _ => {
+                if resource.has_status {
+                    match old.get("status") {
+                        Some(s) => object["status"] = s.clone(),
+                        None => {
+                            if let Some(m) = object.as_object_mut() {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                object
+            }
+        };
+        new["apiVersion"] = json!(resource.api_version());
+        new["kind"] = json!(resource.kind);
+        for kept in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "name",
+            "namespace",
+        ] {
+            match old.pointer(&format!("/metadata/{kept}")) {
+                Some(v) => set_meta(&mut new, kept, v.clone()),
+                None => {
+                    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove(kept);
+                    }
+                }
+            }
+        }
+        if resource.tracks_generation && old.get("spec") != new.get("spec") {
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            set_meta(&mut new, "generation", json!(generation));
+        }
+        // managedFields are the server's; a client cannot rewrite them through an update.
+        if !matches!(manager, Manager::Applied) {
+            match old.pointer("/metadata/managedFields") {
+                Some(m) => set_meta(&mut new, "managedFields", m.clone()),
+                None => {
+                    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("managedFields");
+                    }
+                }
+            }
+        }
+        if let Manager::Update(manager) = manager {
+            ssa::record_update(
+                &old,
+                &mut new,
+                manager,
+                &resource.api_version(),
+                &now_string(),
+            );
+        }
+        set_meta(
+            &mut new,
+            "resourceVersion",
+            old.pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
+        if new == old {
+            // A no-op write does not move the resourceVersion or notify watchers.
+            return Ok(old);
+        }
+        if dry_run {
+            return Ok(new);
+        }
+        // Finalizers emptied on a terminating object complete its deletion.
+        if new.pointer("/metadata/deletionTimestamp").is_some()
+            && !has_finalizers(&new)
+            && !self.waits_for_kubelet(&resource, &new)
+        {
+            return Ok(self.remove(resource, key, new));
+        }
+        self.stamp(&mut new);
+        self.objects
+            .entry(resource)
+            .or_default()
+            .insert(key.clone(), new.clone());
+        self.record(resource, EventType::Modified, &new, Some(old));
+        Ok(new)
+    }
+
+    /// A bound, non-terminal pod terminates gracefully: a kubelet has to finish it.
+    fn waits_for_kubelet(&self, resource: &Resource, object: &Value) -> bool {
+        *resource == resources::PODS
+            && !self.instant_pod_termination
+            && object
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty())
+            && !matches!(
+                object.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            )
+    }
+
+    fn remove(&mut self, resource: Resource, key: &Key, mut last: Value) -> Value {
+        if let Some(m) = self.objects.get_mut(&resource) {
+            m.remove(key);
+        }
+        self.stamp(&mut last);
+        self.record(resource, EventType::Deleted, &last, None);
+        last
+    }
+
+    /// DELETE: immediate, or graceful (deletionTimestamp set) for bound pods and objects with
+    /// finalizers. Returns the object as the API server does.
+    pub fn delete(
+        &mut self,
+        resource: Resource,
+        key: &Key,
+        grace_period: Option<i64>,
+        precondition_uid: Option<&str>,
+        precondition_rv: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let Some(old) = self.get(&resource, key).cloned() else {
+            return Err(ApiError::not_found(&resource, &key.1));
+        };
+        if let Some(uid) = precondition_uid
+            && Some(uid) != meta_str(&old, "uid")
+        {
+            return Err(ApiError::conflict(
+                &resource,
+                &key.1,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&old, "uid").unwrap_or("")
+                ),
+            ));
+        }
+        if let Some(rv) = precondition_rv
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::modified(&resource, &key.1));
+        }
+        if dry_run {
+            return Ok(old);
+        }
+        let has_finalizers = has_finalizers(&old);
+        let grace = grace_period.unwrap_or_else(|| {
+            old.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        let graceful = self.waits_for_kubelet(&resource, &old) && grace > 0;
+        if !(graceful || has_finalizers) {
+            return Ok(self.remove(resource, key, old));
+        }
+        if old.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(old);
+        }
+        let mut new = old.clone();
+        let when = if graceful {
+            Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or_else(|_| Timestamp::now())
+        } else {
+            Timestamp::now()
+        };
+        set_meta(
+            &mut new,
+            "deletionTimestamp",
+            json!(when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        );
+        set_meta(
+            &mut new,
+            "deletionGracePeriodSeconds",
+            json!(if graceful { grace } else { 0 }),
+        );
+        self.stamp(&mut new);
+        self.objects
+            .entry(resource)
+            .or_default()
+            .insert(key.clone(), new.clone());
+        self.record(resource, EventType::Modified, &new, Some(old));
+        Ok(new)
+    }
+
+    /// What a kubelet does for terminating pods: removes them. Returns how many.
+    pub fn finish_terminating_pods(&mut self) -> usize {
+        let keys: Vec<Key> = self
+            .list(&resources::PODS, None)
+            .into_iter()
+            .filter(|(_, p)| p.pointer("/metadata/deletionTimestamp").is_some())
+            .filter(|(_, p)| !has_finalizers(p))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            if let Some(last) = self.get(&resources::PODS, key).cloned() {
+                self.remove(resources::PODS, key, last);
+            }
+        }
+        keys.len()
+    }
+
+    /// The PodDisruptionBudgets in the pod's namespace whose selector matches it.
+    fn pdbs_for(&self, pod: &Value, namespace: &str) -> Vec<Key> {
+        let labels = pod.pointer("/metadata/labels");
+        if labels.is_none_or(|l| l.as_object().is_none_or(|m| m.is_empty())) {
+            return Vec::new();
+        }
+        self.list(&resources::PDBS, Some(namespace))
+            .into_iter()
+            .filter(|(_, pdb)| {
+                pdb.pointer("/spec/selector")
+                    .is_some_and(|sel| selector_object_matches(sel, labels))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The number of pods the PDB's pods' controllers want (the disruption controller's
+    /// "expected count"), falling back to the number of matching pods.
+    fn expected_count(&self, namespace: &str, pods: &[&Value]) -> i64 {
+        let mut controllers: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut without_controller = 0;
+        for pod in pods {
+            let owner = pod
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| {
+                    refs.iter()
+                        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                });
+            let scale = owner.and_then(|o| {
+                let kind = o.get("kind").and_then(Value::as_str)?;
+                let name = o.get("name").and_then(Value::as_str)?;
+                let key = (namespace.to_string(), name.to_string());
+                match kind {
+                    "ReplicaSet" => {
+                        let rs = self.get(&resources::REPLICASETS, &key)?;
+                        // A Deployment's scale is the Deployment's replicas.
+                        let deployment = rs
+                            .pointer("/metadata/ownerReferences")
+                            .and_then(Value::as_array)
+                            .and_then(|r| {
+                                r.iter().find(|o| {
+                                    o.get("kind").and_then(Value::as_str) == Some("Deployment")
+                                })
+                            })
+                            .and_then(|o| o.get("name").and_then(Value::as_str))
+                            .and_then(|d| {
+                                self.get(
+                                    &resources::DEPLOYMENTS,
+                                    &(namespace.to_string(), d.to_string()),
+                                )
+                            });
+                        let replicas = deployment
+                            .and_then(|d| d.pointer("/spec/replicas"))
+                            .or_else(|| rs.pointer("/spec/replicas"))
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1);
+                        Some(((kind.to_string(), name.to_string()), replicas))
+                    }
+                    "StatefulSet" => {
+                        let sts = self.get(&resources::STATEFULSETS, &key)?;
+                        Some((
+                            (kind.to_string(), name.to_string()),
+                            sts.pointer("/spec/replicas")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(1),
+                        ))
+                    }
+                    _ => None,
+                }
+            });
+            match scale {
+                Some((k, replicas)) => {
+                    controllers.insert(k, replicas);
+                }
+                None => without_controller += 1,
+            }
+        }
+        controllers.values().sum::<i64>() + without_controller
+    }
+
+    /// Recomputes a PDB's status from the pods, as the disruption controller would.
+    pub fn pdb_status(&self, pdb: &Value, namespace: &str) -> Value {
+        let selector = pdb.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+        let disrupted: Vec<String> = pdb
+            .pointer("/status/disruptedPods")
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let pods: Vec<&Value> = self
+            .list(&resources::PODS, Some(namespace))
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| selector_object_matches(&selector, p.pointer("/metadata/labels")))
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .collect();
+        let healthy = pods
+            .iter()
+            .filter(|p| {
+                !disrupted
+                    .iter()
+                    .any(|d| Some(d.as_str()) == meta_str(p, "name"))
+            })
+            .filter(|p| {
+                p.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+            })
+            .count() as i64;
+        let expected = self.expected_count(namespace, &pods);
+        let scaled = |v: &Value, total: i64| -> i64 {
+            match v {
+                Value::Number(n) => n.as_i64().unwrap_or(0),
+                Value::String(s) => s
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<i64>().ok())
+                    .map(|p| (p * total + 99) / 100)
+                    .unwrap_or(0),
+                _ => 0,
+            }
+        };
+        let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+            scaled(min, expected)
+        } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+            (expected - scaled(max, expected)).max(0)
+        } else {
+            // Neither set: policy/v1 defaults to minAvailable 1.
+            1
+        };
+        let mut status = pdb.get("status").cloned().unwrap_or(json!({}));
+        status["currentHealthy"] = json!(healthy);
+        status["desiredHealthy"] = json!(desired);
+        status["expectedPods"] = json!(expected);
+        status["disruptionsAllowed"] = json!((healthy - desired).max(0));
+        status["observedGeneration"] = pdb
+            .pointer("/metadata/generation")
+            .cloned()
+            .unwrap_or(json!(1));
+        status
+    }
+
+    /// POST pods/eviction: the PDB check, then a graceful delete.
+    pub fn evict(
+        &mut self,
+        key: &Key,
+        grace_period: Option<i64>,
+        dry_run: bool,
+    ) -> Result<(), ApiError> {
+        let Some(pod) = self.get(&resources::PODS, key).cloned() else {
+            return Err(ApiError::not_found(&resources::PODS, &key.1));
+        };
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
+        // kube-apiserver's canIgnorePDB: finished, pending or already terminating pods.
+        let ignore_pdb = matches!(phase, "Succeeded" | "Failed" | "Pending") || terminating;
+        if !ignore_pdb {
+            let pdbs = self.pdbs_for(&pod, &key.0);
+            if pdbs.len() > 1 {
+                return Err(ApiError {
+                    code: 500,
+                    reason: "InternalError",
+                    message: "Internal error occurred: This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+                    details: Some(json!({"causes": [{"message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}]})),
+                    retry_after: None,
+                });
+            }
+            if let Some(pdb_key) = pdbs.first() {
+                let Some(pdb) = self.get(&resources::PDBS, pdb_key).cloned() else {
+                    return Err(ApiError::not_found(&resources::PDBS, &pdb_key.1));
+                };
+                let mut status = self.pdb_status(&pdb, &key.0);
+                let allowed = status["disruptionsAllowed"].as_i64().unwrap_or(0);
+                if allowed <= 0 {
+                    let name = meta_str(&pdb, "name").unwrap_or("");
+                    let mut updated = pdb.clone();
+                    updated["status"] = status.clone();
+                    if !dry_run && updated != pdb {
+                        let _ = self.update(
+                            resources::PDBS,
+                            pdb_key,
+                            updated,
+                            Some("status"),
+                            Manager::Server,
+                            false,
+                        );
+                    }
+                    return Err(ApiError {
+                        code: 429,
+                        reason: "TooManyRequests",
+                        message:
+                            "Cannot evict pod as it would violate the pod's disruption budget."
+                                .into(),
+                        details: Some(json!({"causes": [{
+                            "reason": "DisruptionBudget",
+                            "message": format!("The disruption budget {} needs {} healthy pods and has {} currently",
+                                name, status["desiredHealthy"], status["currentHealthy"]),
+                        }]})),
+                        retry_after: None,
+                    });
+                }
+                if dry_run {
+                    return Ok(());
+                }
+                status["disruptionsAllowed"] = json!(allowed - 1);
+                let mut disrupted = status.get("disruptedPods").cloned().unwrap_or(json!({}));
+                disrupted[key.1.as_str()] = json!(now_string());
+                status["disruptedPods"] = disrupted;
+                let mut updated = pdb.clone();
+                updated["status"] = status;
+                self.update(
+                    resources::PDBS,
+                    pdb_key,
+                    updated,
+                    Some("status"),
+                    Manager::Server,
+                    false,
+                )?;
+            }
+        }
+        if dry_run {
+            return Ok(());
+        }
+        self.delete(resources::PODS, key, grace_period, None, None, false)
+            .map(|_| ())
+    }
+
+    /// POST pods/binding.
+    pub fn bind(&mut self, key: &Key, node: &str) -> Result<(), ApiError> {
+        let Some(pod) = self.get(&resources::PODS, key).cloned() else {
+            return Err(ApiError::not_found(&resources::PODS, &key.1));
+        };
+        if let Some(current) = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError {
+                code: 409,
+                reason: "Conflict",
+                message: format!(
+                    "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{}\"",
+                    key.1, key.1, current
+                ),
+                details: Some(json!({"name": key.1, "kind": "pods/binding"})),
+                retry_after: None,
+            });
+        }
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                &resources::PODS,
+                &key.1,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let mut new = pod.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let mut conditions: Vec<Value> = new
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_string()}));
+        if !new.get("status").is_some_and(Value::is_object) {
+            new["status"] = json!({});
+        }
+        new["status"]["conditions"] = Value::Array(conditions);
+        let mut stamped = new;
+        self.stamp(&mut stamped);
+        self.objects
+            .entry(resources::PODS)
+            .or_default()
+            .insert(key.clone(), stamped.clone());
+        self.record(resources::PODS, EventType::Modified, &stamped, Some(pod));
+        Ok(())
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
