@@ -12,6 +12,9 @@ use crate::quantity;
 use crate::reading::RawReading;
 use crate::scoring::{Allocatable, BoundPod};
 
+/// Annotation values longer than this are not kept on a [`NodeView`] (no reading is this long).
+pub const MAX_READING_LEN: usize = 64;
+
 /// The parts of a Node realload uses, with its readings parsed for one policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
@@ -24,7 +27,7 @@ pub struct NodeView {
     pub taints: Vec<Taint>,
     pub internal_ip: Option<String>,
     pub hostname: Option<String>,
-    /// The raw `realload`-relevant annotations, kept so a policy reload can re-parse them.
+    /// Short annotations (anything that could be a reading), kept so a policy reload can re-parse them.
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -32,11 +35,14 @@ impl NodeView {
     pub fn from_node(node: &Node, policy: &Policy) -> NodeView {
         let empty = BTreeMap::new();
         let all = node.metadata.annotations.as_ref().unwrap_or(&empty);
-        // Keep only the keys some metric reads: Node annotations can be large.
-        let annotations: BTreeMap<String, String> = policy
-            .metrics
+        // Keep only what could be a reading, so a policy reload can re-parse without a re-list:
+        // readings are short ("0.4213,2026-11-22T01:02:03Z"); long annotations
+        // (last-applied-configuration and the like) never are.
+        let annotations: BTreeMap<String, String> = all
             .iter()
-            .filter_map(|m| all.get_key_value(&m.annotation))
+            .filter(|(k, v)| {
+                v.len() <= MAX_READING_LEN || policy.metrics.iter().any(|m| &m.annotation == *k)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let status = node.status.as_ref();
@@ -239,7 +245,7 @@ mod tests {
         let node: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "n1", "annotations": {
                 "realload.io/cpu-avg-5m": "0.4,2026-11-22T01:00:00Z",
-                "unrelated": "x"}},
+                "unrelated": "x".repeat(100)}},
             "spec": {"unschedulable": true, "taints": [{"key": "k", "effect": "NoSchedule"}]},
             "status": {"allocatable": {"cpu": "3800m", "memory": "15Gi"},
                        "conditions": [{"type": "Ready", "status": "True"}],

@@ -3,12 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::core::v1::Pod;
-use realload_common::cli::{OutputFormat, PolicyArgs, SnapshotArgs, load_policy, load_snapshot};
-use realload_common::objects::NodeView;
+use realload_common::cli::{OutputFormat, PolicyArgs, SnapshotArgs, load_policy};
 use realload_common::runtime::LogArgs;
+use tokio_util::sync::CancellationToken;
 
 use crate::explain;
 
@@ -119,25 +121,33 @@ pub struct ExplainArgs {
     pub output: OutputFormat,
 }
 
-/// Runs `explain`, printing to stdout.
-pub fn run_explain(args: &ExplainArgs) -> anyhow::Result<()> {
+/// Runs `explain`, printing to stdout: on a snapshot, or on the live cluster once the extender's
+/// watches have synced.
+pub async fn run_explain(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let policy = load_policy(args.policy.policy.as_deref())?;
     let pod_text = std::fs::read_to_string(&args.pod)
         .with_context(|| format!("pod file {}", args.pod.display()))?;
     let pod: Pod = serde_yaml::from_str(&pod_text)
         .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
-    let Some(snapshot_path) = &args.snapshot.snapshot else {
-        bail!(
-            "explain reads cluster state from --snapshot FILE; against a live cluster it runs with the extender's watches (not built yet)"
-        );
-    };
-    let snapshot = load_snapshot(snapshot_path)?;
-    let nodes: Vec<NodeView> = snapshot
-        .nodes
-        .iter()
-        .map(|n| NodeView::from_node(n, &policy))
-        .collect();
-    let explanation = explain::explain(&policy, &nodes, &snapshot.pods, &pod, args.snapshot.now());
+    let (state, _client) = crate::serve::build_state(
+        policy.clone(),
+        args.snapshot.snapshot.as_deref(),
+        args.snapshot.now,
+        &shutdown,
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !state.synced() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the node and pod watches did not sync within 60s");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => bail!("interrupted"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    shutdown.cancel();
+    let explanation = explain::explain(&state, &pod);
     match args.output {
         OutputFormat::Table => print!("{}", explain::render_table(&explanation, &policy)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),

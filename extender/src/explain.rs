@@ -1,16 +1,17 @@
 //! `realload-extender explain`: the candidate nodes ranked as the extender would rank them for a
 //! pod, with every reading, its quality, the hot-spot addition, the filter verdict and the score.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use realload_common::objects::{NodeView, bound_pod, is_daemonset_pod, is_ignored_pod};
+use realload_common::objects::{NodeView, is_daemonset_pod, is_ignored_pod};
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
-use realload_common::scoring::{self, BoundPod, FilterVerdict, NodeAssessment};
+use realload_common::scoring::{self, FilterVerdict, NodeAssessment};
 use serde::Serialize;
+
+use crate::state::State;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -50,30 +51,17 @@ pub struct ReadingCell {
     pub reason: Option<String>,
 }
 
-/// Groups bound pods by node, for the hot-spot estimate.
-pub fn bound_pods_by_node(pods: &[Pod]) -> HashMap<&str, Vec<BoundPod>> {
-    let mut by_node: HashMap<&str, Vec<BoundPod>> = HashMap::new();
-    for (node, bound) in pods.iter().filter_map(bound_pod) {
-        by_node.entry(node).or_default().push(bound);
-    }
-    by_node
-}
-
-/// Ranks `nodes` for `pod` exactly as the extender's filter and prioritize would.
-pub fn explain(
-    policy: &Policy,
-    nodes: &[NodeView],
-    pods: &[Pod],
-    pod: &Pod,
-    now: Timestamp,
-) -> Explanation {
-    let by_node = bound_pods_by_node(pods);
-    let assessments: Vec<NodeAssessment> = nodes
+/// Ranks every indexed node for `pod` exactly as the extender's filter and prioritize would
+/// (the same state, the same scoring, the circuit breaker over all of them).
+pub fn explain(state: &State, pod: &Pod) -> Explanation {
+    let policy = state.policy();
+    let now = state.clock.now();
+    let index = state.index();
+    let mut views: Vec<&NodeView> = index.nodes.values().collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    let assessments: Vec<NodeAssessment> = views
         .iter()
-        .map(|n| {
-            let bound = by_node.get(n.name.as_str()).map_or(&[][..], Vec::as_slice);
-            scoring::assess_node(policy, &n.readings, bound, n.allocatable, now)
-        })
+        .map(|v| state.assess_known(&index, &policy, &v.name, now))
         .collect();
     let neutral_reason = if is_daemonset_pod(pod) {
         Some("DaemonSet pod: all nodes pass with equal scores".to_string())
@@ -82,9 +70,9 @@ pub fn explain(
     } else {
         None
     };
-    let decision = scoring::decide(policy, &assessments);
+    let decision = scoring::decide(&policy, &assessments);
     let neutral = neutral_reason.is_some();
-    let mut rows: Vec<NodeRow> = nodes
+    let mut rows: Vec<NodeRow> = views
         .iter()
         .zip(&assessments)
         .enumerate()

@@ -4,3 +4,9 @@
 
 pub mod cli;
 pub mod explain;
+pub mod metrics;
+pub mod protocol;
+pub mod serve;
+pub mod server;
+pub mod state;
+pub mod watch;

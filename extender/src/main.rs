@@ -3,12 +3,14 @@
 use clap::Parser;
 use realload_extender::cli::{Cli, Command};
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     realload_common::runtime::init_tracing(&cli.log)?;
+    let shutdown = realload_common::runtime::shutdown_token()?;
     match &cli.command {
-        Command::Explain(args) => realload_extender::cli::run_explain(args),
-        Command::Serve(_) => anyhow::bail!("`serve` is not implemented yet (issue 4)"),
+        Command::Serve(args) => realload_extender::serve::run(args, shutdown).await,
+        Command::Explain(args) => realload_extender::cli::run_explain(args, shutdown).await,
         Command::Collect(_) => anyhow::bail!("`collect` is not implemented yet (issue 5)"),
     }
 }

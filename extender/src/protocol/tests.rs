@@ -1,0 +1,121 @@
+use super::*;
+
+const FILTER_NOCACHE: &str = include_str!("../../tests/fixtures/filter-nocache.json");
+const BIND: &str = include_str!("../../tests/fixtures/bind.json");
+
+#[test]
+fn parses_the_real_non_cache_body_and_echoes_nodes_byte_for_byte() {
+    let args = parse_args(FILTER_NOCACHE.as_bytes()).unwrap();
+    assert_eq!(args.pod.display_name(), "default/low-1");
+    let Candidates::Nodes(nodes) = &args.candidates else {
+        panic!("expected Nodes mode");
+    };
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0].1.metadata.name, "fake-node-1");
+    let response = filter_response(
+        &args.candidates,
+        &[1],
+        &[("fake-node-1", "realload: node cpu-avg-5m above 0.80")],
+    );
+    let parsed: serde_json::Value = serde_json::from_str(&response).unwrap();
+    assert_eq!(parsed["NodeNames"], serde_json::Value::Null);
+    assert_eq!(parsed["Error"], "");
+    assert_eq!(
+        parsed["FailedNodes"]["fake-node-1"],
+        "realload: node cpu-avg-5m above 0.80"
+    );
+    // the surviving Node is the request's bytes, unchanged
+    let original: serde_json::Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
+    assert_eq!(parsed["Nodes"]["items"][0], original["Nodes"]["items"][1]);
+    assert!(response.contains(nodes[1].0.get()));
+}
+
+#[test]
+fn cache_mode_answers_with_names_only() {
+    let body = FILTER_NOCACHE.replace("\"NodeNames\":null", "\"NodeNames\":[\"a\",\"b\\\"q\"]");
+    // swap the modes: Nodes null, names set
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cache = serde_json::json!({"Pod": v["Pod"], "Nodes": null, "NodeNames": ["a", "b\"q"]});
+    let text = serde_json::to_string(&cache).unwrap();
+    let args = parse_args(text.as_bytes()).unwrap();
+    assert!(matches!(args.candidates, Candidates::Names(ref n) if n.len() == 2));
+    let response = filter_response(&args.candidates, &[0, 1], &[]);
+    assert_eq!(
+        response,
+        r#"{"Nodes":null,"NodeNames":["a","b\"q"],"FailedNodes":{},"FailedAndUnresolvableNodes":{},"Error":""}"#
+    );
+}
+
+#[test]
+fn lowercase_keys_are_accepted_too() {
+    let args = parse_args(br#"{"pod":{"metadata":{"name":"p"}},"nodenames":["a"]}"#).unwrap();
+    assert_eq!(args.candidates.len(), 1);
+}
+
+#[test]
+fn bad_requests_name_the_problem() {
+    let e = |b: &str| parse_args(b.as_bytes()).err().unwrap();
+    assert!(matches!(e("{"), ProtocolError::Json(_)));
+    assert_eq!(
+        e(r#"{"Nodes":null,"NodeNames":["a"]}"#),
+        ProtocolError::MissingPod
+    );
+    assert_eq!(
+        e(r#"{"Pod":null,"Nodes":null,"NodeNames":["a"]}"#),
+        ProtocolError::MissingPod
+    );
+    assert_eq!(
+        e(r#"{"Pod":{},"Nodes":{"items":[]},"NodeNames":["a"]}"#),
+        ProtocolError::BothNodeForms
+    );
+    assert_eq!(
+        e(r#"{"Pod":{},"Nodes":null,"NodeNames":null}"#),
+        ProtocolError::NoNodes
+    );
+    assert!(matches!(
+        e(r#"{"Pod":{},"Nodes":{"items":[{"metadata":{"name":3}}]}}"#),
+        ProtocolError::BadNode { index: 0, .. }
+    ));
+    assert!(matches!(
+        e(r#"{"Pod":"x","NodeNames":[]}"#),
+        ProtocolError::BadPod(_)
+    ));
+    assert!(matches!(e(r#"[1,2]"#), ProtocolError::Json(_)));
+}
+
+#[test]
+fn neutral_pods() {
+    let ds: PodSummary = serde_json::from_str(
+        r#"{"metadata":{"ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"d","uid":"u","controller":true}]}}"#,
+    )
+    .unwrap();
+    assert_eq!(ds.neutral_reason(), Some("daemonset"));
+    let ignored: PodSummary =
+        serde_json::from_str(r#"{"metadata":{"annotations":{"realload.io/ignore":"true"}}}"#)
+            .unwrap();
+    assert_eq!(ignored.neutral_reason(), Some("ignored"));
+    let plain: PodSummary =
+        serde_json::from_str(r#"{"metadata":{"annotations":{"realload.io/ignore":"false"}}}"#)
+            .unwrap();
+    assert_eq!(plain.neutral_reason(), None);
+}
+
+#[test]
+fn prioritize_and_bind_shapes() {
+    assert_eq!(
+        prioritize_response([("a", 7), ("b", 0)].into_iter()),
+        r#"[{"Host":"a","Score":7},{"Host":"b","Score":0}]"#
+    );
+    assert_eq!(prioritize_response(std::iter::empty()), "[]");
+    let bind = parse_bind(BIND.as_bytes()).unwrap();
+    assert_eq!(bind.pod_name, "low-2");
+    assert_eq!(bind.node, "fake-node-2");
+    assert_eq!(bind_response(""), r#"{"Error":""}"#);
+    assert_eq!(
+        parse_bind(br#"{"PodName":"p"}"#).unwrap_err(),
+        ProtocolError::BindField("PodNamespace")
+    );
+    let e: serde_json::Value = serde_json::from_str(&filter_error("not \"ok\"")).unwrap();
+    assert_eq!(e["Error"], "not \"ok\"");
+    assert_eq!(e["NodeNames"], serde_json::Value::Null);
+}

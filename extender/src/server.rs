@@ -1,0 +1,435 @@
+//! The HTTP API: `POST /filter`, `/prioritize`, `/bind` (under `--path-prefix`), the admin
+//! endpoints and `GET /debug/nodes`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use k8s_openapi::api::core::v1::Pod;
+use realload_common::reading::Quality;
+use realload_common::runtime::admin_router;
+use realload_common::scoring::{self, Allocatable, FilterVerdict, NEUTRAL_SCORE, NodeAssessment};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::metrics::ReasonLabel;
+use crate::protocol::{self, Candidates, ExtenderArgs, ProtocolError};
+use crate::state::State;
+
+/// What the extender decided for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// `ok`, `breaker`, `unsynced`, `daemonset` or `ignored`.
+    pub outcome: &'static str,
+    pub verdicts: Vec<FilterVerdict>,
+    pub scores: Vec<i64>,
+}
+
+fn neutral(outcome: &'static str, n: usize) -> Evaluation {
+    Evaluation {
+        outcome,
+        verdicts: vec![FilterVerdict::Pass; n],
+        scores: vec![NEUTRAL_SCORE; n],
+    }
+}
+
+fn allocatable_of(summary: &protocol::NodeSummary) -> Allocatable {
+    let a = &summary.status.allocatable;
+    Allocatable {
+        cpu_millis: a
+            .get("cpu")
+            .and_then(|q| realload_common::quantity::cpu_millis(q).ok())
+            .unwrap_or(0),
+        memory_bytes: a
+            .get("memory")
+            .and_then(|q| realload_common::quantity::bytes(q).ok())
+            .unwrap_or(0),
+    }
+}
+
+/// Judges every candidate of a request: neutral pods and an unsynced index get neutral answers;
+/// otherwise the shared scoring decides, circuit breaker included.
+pub fn evaluate(state: &State, args: &ExtenderArgs<'_>) -> Evaluation {
+    let n = args.candidates.len();
+    if let Some(reason) = args.pod.neutral_reason() {
+        return neutral(reason, n);
+    }
+    if !state.synced() {
+        state.metrics.unsynced_requests.inc();
+        return neutral("unsynced", n);
+    }
+    let policy = state.policy();
+    let now = state.clock.now();
+    let index = state.index();
+    let assessments: Vec<NodeAssessment> = match &args.candidates {
+        Candidates::Names(names) => names
+            .iter()
+            .map(|name| state.assess_known(&index, &policy, name, now))
+            .collect(),
+        Candidates::Nodes(nodes) => nodes
+            .iter()
+            .map(|(_, s)| {
+                state.assess_carried(
+                    &index,
+                    &policy,
+                    &s.metadata.name,
+                    &s.metadata.annotations,
+                    allocatable_of(s),
+                    now,
+                )
+            })
+            .collect(),
+    };
+    drop(index);
+    let decision = scoring::decide(&policy, &assessments);
+    if decision.breaker_tripped {
+        state.metrics.breaker_trips.inc();
+        warn!(
+            pod = %args.pod.display_name(),
+            unknown = decision.unknown,
+            candidates = n,
+            "circuit breaker: too many candidates without valid readings, load-awareness suspended for this request"
+        );
+    }
+    Evaluation {
+        outcome: if decision.breaker_tripped {
+            "breaker"
+        } else {
+            "ok"
+        },
+        verdicts: decision.verdicts,
+        scores: decision.scores,
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub state: Arc<State>,
+    pub body_limit: usize,
+    /// Set when `--bind`: the client that creates Bindings (None in snapshot mode).
+    pub binder: Option<Binder>,
+}
+
+#[derive(Clone)]
+pub struct Binder {
+    pub client: Option<kube::Client>,
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn read_body(app: &AppState, request: Request) -> Result<axum::body::Bytes, String> {
+    axum::body::to_bytes(request.into_body(), app.body_limit)
+        .await
+        .map_err(|_| {
+            format!(
+                "request body exceeds the {} byte limit (--body-limit) or could not be read",
+                app.body_limit
+            )
+        })
+}
+
+async fn filter(AxumState(app): AxumState<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let body = match read_body(&app, request).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.state
+                .metrics
+                .request("filter", "bad_request", started.elapsed().as_secs_f64());
+            return json(StatusCode::PAYLOAD_TOO_LARGE, protocol::filter_error(&e));
+        }
+    };
+    let args = match protocol::parse_args(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return bad_request(
+                &app,
+                "filter",
+                started,
+                &e,
+                protocol::filter_error(&format!("realload: {e}")),
+            );
+        }
+    };
+    let eval = evaluate(&app.state, &args);
+    let mut passed = Vec::with_capacity(args.candidates.len());
+    let mut messages: Vec<(usize, String)> = Vec::new();
+    for (i, v) in eval.verdicts.iter().enumerate() {
+        match v {
+            FilterVerdict::Pass => passed.push(i),
+            FilterVerdict::Reject { metric, .. } => {
+                app.state
+                    .metrics
+                    .filter_rejections
+                    .get_or_create(&ReasonLabel {
+                        reason: metric.clone(),
+                    })
+                    .inc();
+                messages.push((i, v.message().unwrap_or_default()));
+            }
+        }
+    }
+    let failed: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|(i, m)| (args.candidates.name(*i), m.as_str()))
+        .collect();
+    let response = protocol::filter_response(&args.candidates, &passed, &failed);
+    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), passed = passed.len(), outcome = eval.outcome, "filter");
+    app.state
+        .metrics
+        .request("filter", eval.outcome, started.elapsed().as_secs_f64());
+    json(StatusCode::OK, response)
+}
+
+async fn prioritize(AxumState(app): AxumState<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let body = match read_body(&app, request).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.state
+                .metrics
+                .request("prioritize", "bad_request", started.elapsed().as_secs_f64());
+            return json(StatusCode::PAYLOAD_TOO_LARGE, protocol::bind_response(&e));
+        }
+    };
+    let args = match protocol::parse_args(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return bad_request(
+                &app,
+                "prioritize",
+                started,
+                &e,
+                protocol::bind_response(&format!("realload: {e}")),
+            );
+        }
+    };
+    let eval = evaluate(&app.state, &args);
+    let response = protocol::prioritize_response(
+        (0..args.candidates.len()).map(|i| (args.candidates.name(i), eval.scores[i])),
+    );
+    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), outcome = eval.outcome, "prioritize");
+    app.state
+        .metrics
+        .request("prioritize", eval.outcome, started.elapsed().as_secs_f64());
+    json(StatusCode::OK, response)
+}
+
+fn bad_request(
+    app: &AppState,
+    verb: &str,
+    started: Instant,
+    e: &ProtocolError,
+    body: String,
+) -> Response {
+    warn!(verb, error = %e, "rejected a malformed request");
+    app.state
+        .metrics
+        .request(verb, "bad_request", started.elapsed().as_secs_f64());
+    json(StatusCode::BAD_REQUEST, body)
+}
+
+async fn bind(AxumState(app): AxumState<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let body = match read_body(&app, request).await {
+        Ok(b) => b,
+        Err(e) => return json(StatusCode::PAYLOAD_TOO_LARGE, protocol::bind_response(&e)),
+    };
+    let args = match protocol::parse_bind(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            return bad_request(
+                &app,
+                "bind",
+                started,
+                &e,
+                protocol::bind_response(&format!("realload: {e}")),
+            );
+        }
+    };
+    let client = app.binder.as_ref().and_then(|b| b.client.clone());
+    let Some(client) = client else {
+        app.state
+            .metrics
+            .request("bind", "error", started.elapsed().as_secs_f64());
+        return json(
+            StatusCode::OK,
+            protocol::bind_response(
+                "realload: snapshot mode writes nothing to a cluster, the pod was not bound",
+            ),
+        );
+    };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, &args.pod_namespace);
+    // Read the pod first: its requests are what the hot-spot estimate adds.
+    let pod = pods.get(&args.pod_name).await.ok();
+    let binding = serde_json::json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": args.pod_name, "namespace": args.pod_namespace, "uid": args.pod_uid},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": args.node},
+    });
+    let result = pods
+        .create_subresource::<serde_json::Value, serde_json::Value>(
+            "binding",
+            &args.pod_name,
+            &kube::api::PostParams::default(),
+            &binding,
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            let uid = pod
+                .as_ref()
+                .and_then(|p| p.metadata.uid.clone())
+                .unwrap_or(args.pod_uid.clone());
+            app.state.record_binding(&uid, &args.node, pod.as_ref());
+            info!(pod = %format!("{}/{}", args.pod_namespace, args.pod_name), node = %args.node, "bound");
+            app.state
+                .metrics
+                .request("bind", "ok", started.elapsed().as_secs_f64());
+            json(StatusCode::OK, protocol::bind_response(""))
+        }
+        Err(e) => {
+            warn!(pod = %args.pod_name, node = %args.node, error = %e, "binding failed");
+            app.state
+                .metrics
+                .request("bind", "error", started.elapsed().as_secs_f64());
+            json(
+                StatusCode::OK,
+                protocol::bind_response(&format!("realload: binding failed: {e}")),
+            )
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DebugReading {
+    metric: String,
+    ratio: Option<f64>,
+    quality: Quality,
+    age_seconds: Option<i64>,
+    reason: Option<String>,
+    hotspot: f64,
+    estimated: Option<f64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DebugNode {
+    name: String,
+    known: bool,
+    ready: bool,
+    unschedulable: bool,
+    readings: Vec<DebugReading>,
+    hotspot_cpu: f64,
+    hotspot_memory: f64,
+    ledger_pods: usize,
+    filter: FilterVerdict,
+    filter_message: Option<String>,
+    score: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DebugIndex {
+    now: jiff::Timestamp,
+    synced: bool,
+    breaker_tripped: bool,
+    unknown_nodes: usize,
+    ledger_pods: usize,
+    nodes: Vec<DebugNode>,
+}
+
+/// `GET /debug/nodes`: every indexed node as filter and prioritize would judge it with all
+/// indexed nodes as candidates.
+async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response {
+    let state = &app.state;
+    let policy = state.policy();
+    let now = state.clock.now();
+    let index = state.index();
+    let mut names: Vec<&String> = index.nodes.keys().collect();
+    names.sort();
+    let assessments: Vec<NodeAssessment> = names
+        .iter()
+        .map(|n| state.assess_known(&index, &policy, n, now))
+        .collect();
+    let decision = scoring::decide(&policy, &assessments);
+    let nodes = names
+        .iter()
+        .zip(&assessments)
+        .enumerate()
+        .map(|(i, (name, a))| {
+            let view = index.nodes.get(*name);
+            DebugNode {
+                name: (*name).clone(),
+                known: a.known,
+                ready: view.is_some_and(|v| v.ready),
+                unschedulable: view.is_some_and(|v| v.unschedulable),
+                readings: policy
+                    .metrics
+                    .iter()
+                    .zip(&a.metrics)
+                    .map(|(spec, m)| DebugReading {
+                        metric: spec.name.clone(),
+                        ratio: m.assessed.reading().map(|r| r.ratio),
+                        quality: m.quality(),
+                        age_seconds: m.assessed.age().map(|d| d.as_secs()),
+                        reason: m.assessed.reason(spec.max_age, spec.floor),
+                        hotspot: m.hotspot,
+                        estimated: m.estimated,
+                    })
+                    .collect(),
+                hotspot_cpu: a.hotspot.cpu,
+                hotspot_memory: a.hotspot.memory,
+                ledger_pods: index.ledger.pods_on(name).len(),
+                filter_message: decision.verdicts[i].message(),
+                filter: decision.verdicts[i].clone(),
+                score: decision.scores[i],
+            }
+        })
+        .collect();
+    let body = DebugIndex {
+        now,
+        synced: state.synced(),
+        breaker_tripped: decision.breaker_tripped,
+        unknown_nodes: decision.unknown,
+        ledger_pods: index.ledger.len(),
+        nodes,
+    };
+    match serde_json::to_string(&body) {
+        Ok(text) => json(StatusCode::OK, text),
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            protocol::bind_response(&e.to_string()),
+        ),
+    }
+}
+
+/// The whole router. `path_prefix` is `""` or like `/scheduler`.
+pub fn router(app: AppState, path_prefix: &str) -> Router {
+    let prefix = path_prefix.trim_end_matches('/');
+    let mut api = Router::new()
+        .route(&format!("{prefix}/filter"), post(filter))
+        .route(&format!("{prefix}/prioritize"), post(prioritize))
+        .route("/debug/nodes", get(debug_nodes));
+    if app.binder.is_some() {
+        api = api.route(&format!("{prefix}/bind"), post(bind));
+    }
+    let admin = admin_router(
+        app.state.readiness.clone(),
+        app.state.metrics.registry.clone(),
+    );
+    api.with_state(app)
+        .merge(admin)
+        .fallback(|| async { (StatusCode::NOT_FOUND, Body::from("not found\n")) })
+}
+
+#[cfg(test)]
+mod tests;
