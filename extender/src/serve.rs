@@ -66,9 +66,10 @@ pub fn spawn_policy_reload(
     period: Duration,
     shutdown: CancellationToken,
 ) {
+    // Read now, not when the task first runs: a change in between must not be missed.
+    let mut last = std::fs::read(&path).ok();
     tokio::spawn(
         async move {
-            let mut last = std::fs::read(&path).ok();
             let mut tick = tokio::time::interval(period);
             loop {
                 tokio::select! {
@@ -185,7 +186,7 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-fn files_fingerprint(paths: &[&Path]) -> Vec<Option<Vec<u8>>> {
+fn files_fingerprint(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
     paths.iter().map(|p| std::fs::read(p).ok()).collect()
 }
 
@@ -197,23 +198,19 @@ fn spawn_tls_reload(
     ca: Option<PathBuf>,
     shutdown: CancellationToken,
 ) {
+    let mut watched = vec![cert.clone(), key.clone()];
+    watched.extend(ca.clone());
+    // Read now, not when the task first runs: a change in between must not be missed.
+    let mut last = files_fingerprint(&watched);
     tokio::spawn(
         async move {
-            let paths = || -> Vec<&Path> {
-                let mut v = vec![cert.as_path(), key.as_path()];
-                if let Some(ca) = &ca {
-                    v.push(ca.as_path());
-                }
-                v
-            };
-            let mut last = files_fingerprint(&paths());
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                let now = files_fingerprint(&paths());
+                let now = files_fingerprint(&watched);
                 if now == last {
                     continue;
                 }

@@ -1,1 +1,545 @@
+//! Router-level tests with request bodies in the exact form kube-scheduler sends.
 
+use axum::body::Body;
+use axum::http::Request as HttpRequest;
+use http_body_util::BodyExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use realload_common::policy::Policy;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::state::Clock;
+
+const NOW: &str = "2026-11-22T01:05:00Z";
+const FRESH: &str = "2026-11-22T01:04:00Z";
+const FILTER_NOCACHE: &str = include_str!("../../tests/fixtures/filter-nocache.json");
+
+fn node(name: &str, cpu: &str, sampled: &str) -> Value {
+    json!({"metadata": {"name": name, "annotations": {
+            "realload.io/cpu-avg-5m": format!("{cpu},{sampled}"),
+            "realload.io/cpu-max-1h": format!("{cpu},{sampled}"),
+            "realload.io/mem-avg-5m": format!("0.3000,{sampled}")}},
+           "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                      "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+fn bare_node(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}}})
+}
+
+fn bound_pod(uid: &str, node: &str, cpu: &str, at: &str) -> Value {
+    json!({"metadata": {"name": uid, "namespace": "default", "uid": uid},
+           "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]},
+           "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": at}]}})
+}
+
+fn state_with(nodes: &[Value], pods: &[Value]) -> Arc<State> {
+    let state = Arc::new(State::new(
+        Policy::default(),
+        Clock::Fixed(NOW.parse().unwrap()),
+        Metrics::new(),
+    ));
+    let nodes: Vec<Node> = nodes
+        .iter()
+        .map(|n| serde_json::from_value(n.clone()).unwrap())
+        .collect();
+    let pods: Vec<Pod> = pods
+        .iter()
+        .map(|p| serde_json::from_value(p.clone()).unwrap())
+        .collect();
+    state.load_snapshot(&nodes, &pods);
+    state
+}
+
+fn app(state: Arc<State>) -> Router {
+    router(
+        AppState {
+            state,
+            body_limit: 1 << 20,
+            binder: Some(Binder { client: None }),
+        },
+        "/scheduler",
+    )
+}
+
+/// The pod kube-scheduler sends, taken from the captured request.
+fn real_pod() -> Value {
+    let v: Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
+    v["Pod"].clone()
+}
+
+fn cache_body(names: &[&str]) -> String {
+    serde_json::to_string(&json!({"Pod": real_pod(), "Nodes": null, "NodeNames": names})).unwrap()
+}
+
+async fn post(router: &Router, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(
+            HttpRequest::post(path)
+                .header("content-type", "application/json")
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+    let response = router
+        .clone()
+        .oneshot(HttpRequest::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn scores(v: &Value) -> Vec<(String, i64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["Host"].as_str().unwrap().to_string(),
+                h["Score"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn score_of(v: &Value, host: &str) -> i64 {
+    scores(v).into_iter().find(|(h, _)| h == host).unwrap().1
+}
+
+#[tokio::test]
+async fn cache_mode_filters_hot_nodes_and_scores_every_input_node() {
+    let r = app(state_with(
+        &[
+            node("cool", "0.2000", FRESH),
+            node("hot", "0.9000", FRESH),
+            node("mid", "0.5000", FRESH),
+        ],
+        &[],
+    ));
+    let (status, v) = post(&r, "/scheduler/filter", cache_body(&["cool", "hot", "mid"])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["Nodes"], Value::Null);
+    assert_eq!(v["NodeNames"], json!(["cool", "mid"]));
+    assert_eq!(
+        v["FailedNodes"],
+        json!({"hot": "realload: node cpu-avg-5m above 0.80"})
+    );
+    assert_eq!(v["Error"], "");
+
+    let (status, v) = post(
+        &r,
+        "/scheduler/prioritize",
+        cache_body(&["cool", "hot", "mid"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let s = scores(&v);
+    assert_eq!(s.len(), 3, "every input node gets a score");
+    assert!(s.iter().all(|(_, score)| (0..=10).contains(score)));
+    assert!(
+        score_of(&v, "cool") > score_of(&v, "mid") && score_of(&v, "mid") > score_of(&v, "hot")
+    );
+    // only names from the request come back
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&["mid"])).await;
+    assert_eq!(v["NodeNames"], json!(["mid"]));
+}
+
+#[tokio::test]
+async fn non_cache_mode_reads_the_request_and_echoes_nodes_unchanged() {
+    let r = app(state_with(&[], &[]));
+    let mut body: Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
+    // annotate the real Node objects: node-1 hot, node-2 cool
+    body["Nodes"]["items"][0]["metadata"]["annotations"] =
+        node("x", "0.9500", FRESH)["metadata"]["annotations"].clone();
+    body["Nodes"]["items"][1]["metadata"]["annotations"] =
+        node("x", "0.1000", FRESH)["metadata"]["annotations"].clone();
+    let text = serde_json::to_string(&body).unwrap();
+    let (status, v) = post(&r, "/scheduler/filter", text.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["NodeNames"], Value::Null);
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["Nodes"]["items"][0], body["Nodes"]["items"][1],
+        "echoed as received"
+    );
+    assert_eq!(
+        v["FailedNodes"]["fake-node-1"],
+        "realload: node cpu-avg-5m above 0.80"
+    );
+    let (_, v) = post(&r, "/scheduler/prioritize", text).await;
+    assert!(score_of(&v, "fake-node-2") > score_of(&v, "fake-node-1"));
+
+    // the captured body as-is: no readings at all, so every node is unknown and the breaker trips
+    let (status, v) = post(&r, "/scheduler/filter", FILTER_NOCACHE).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn every_reading_class_passes_the_filter_and_never_outranks_a_valid_node() {
+    let zero = node("zero", "0.0000", FRESH);
+    let stale = node("stale", "0.1000", "2026-11-22T00:40:00Z");
+    let missing = bare_node("missing");
+    let mut invalid = node("invalid", "0.1000", FRESH);
+    invalid["metadata"]["annotations"]["realload.io/cpu-avg-5m"] =
+        json!("NaN,2026-11-22T01:04:00Z");
+    let names = [
+        "valid", "zero", "stale", "missing", "invalid", "busy1", "busy2", "busy3", "busy4", "busy5",
+    ];
+    let mut nodes = vec![
+        node("valid", "0.7000", FRESH),
+        zero,
+        stale,
+        missing,
+        invalid,
+    ];
+    for b in &names[5..] {
+        nodes.push(node(b, "0.7500", FRESH));
+    }
+    let r = app(state_with(&nodes, &[]));
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&names)).await;
+    assert_eq!(
+        v["NodeNames"].as_array().unwrap().len(),
+        names.len(),
+        "unknown nodes are not known to be hot"
+    );
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&names)).await;
+    let valid = score_of(&v, "valid");
+    for unknown in ["zero", "stale", "missing", "invalid", "not-in-index"] {
+        if unknown == "not-in-index" {
+            continue;
+        }
+        assert!(
+            score_of(&v, unknown) < valid,
+            "{unknown} outranks a valid node at 0.70"
+        );
+        assert_eq!(score_of(&v, unknown), 0);
+    }
+    // a name the index does not know is an unknown node too
+    let (_, v) = post(
+        &r,
+        "/scheduler/prioritize",
+        cache_body(&["valid", "not-in-index"]),
+    )
+    .await;
+    assert_eq!(score_of(&v, "not-in-index"), 0);
+    let (_, debug) = get(&r, "/debug/nodes").await;
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let quality = |n: &str| {
+        debug["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap()["readings"][0]["quality"]
+            .clone()
+    };
+    assert_eq!(quality("zero"), "suspect-zero");
+    assert_eq!(quality("stale"), "stale");
+    assert_eq!(quality("missing"), "missing");
+    assert_eq!(quality("invalid"), "invalid");
+    assert_eq!(quality("valid"), "valid");
+}
+
+#[tokio::test]
+async fn breaker_trips_when_most_candidates_are_unknown() {
+    let r = app(state_with(
+        &[node("hot", "0.9500", FRESH), bare_node("a"), bare_node("b")],
+        &[],
+    ));
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&["hot", "a", "b"])).await;
+    assert_eq!(
+        v["NodeNames"],
+        json!(["hot", "a", "b"]),
+        "nothing is filtered for load"
+    );
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&["hot", "a", "b"])).await;
+    let s = scores(&v);
+    assert!(s.iter().all(|(_, score)| *score == s[0].1), "{s:?}");
+    let (_, metrics) = get(&r, "/metrics").await;
+    assert!(
+        metrics.contains("realload_extender_breaker_trips_total 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_bindings_lowers_a_node_until_a_newer_reading_arrives() {
+    let state = state_with(
+        &[node("a", "0.3000", FRESH), node("b", "0.3500", FRESH)],
+        &[],
+    );
+    let r = app(state.clone());
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&["a", "b"])).await;
+    assert!(score_of(&v, "a") >= score_of(&v, "b"));
+    let before = score_of(&v, "a");
+    // four 2-core pods land on "a" after its reading
+    for i in 0..4 {
+        state.apply_pod(
+            &serde_json::from_value(bound_pod(
+                &format!("p{i}"),
+                "a",
+                "2",
+                "2026-11-22T01:04:30Z",
+            ))
+            .unwrap(),
+        );
+    }
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&["a", "b"])).await;
+    assert!(score_of(&v, "a") < before, "burst not counted");
+    assert!(score_of(&v, "a") < score_of(&v, "b"));
+    let (_, f) = post(&r, "/scheduler/filter", cache_body(&["a", "b"])).await;
+    assert_eq!(
+        f["NodeNames"],
+        json!(["b"]),
+        "0.30 + 4 × 2 cores × 0.85 / 8 = 1.15 is above 0.80"
+    );
+    // a newer reading covers them
+    state.apply_node(&serde_json::from_value(node("a", "0.5000", "2026-11-22T01:04:50Z")).unwrap());
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&["a", "b"])).await;
+    assert_eq!(
+        score_of(&v, "a"),
+        6,
+        "10 × (0.5·0.5 + 0.2·0.5 + 0.3·0.7) = 5.6"
+    );
+    let (_, f) = post(&r, "/scheduler/filter", cache_body(&["a", "b"])).await;
+    assert_eq!(f["NodeNames"], json!(["a", "b"]));
+}
+
+#[tokio::test]
+async fn daemonset_and_ignored_pods_get_neutral_answers() {
+    let r = app(state_with(
+        &[node("hot", "0.9500", FRESH), node("cool", "0.1000", FRESH)],
+        &[],
+    ));
+    let mut pod = real_pod();
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "u", "controller": true}]);
+    let body =
+        serde_json::to_string(&json!({"Pod": pod, "Nodes": null, "NodeNames": ["hot", "cool"]}))
+            .unwrap();
+    let (_, v) = post(&r, "/scheduler/filter", body.clone()).await;
+    assert_eq!(v["NodeNames"], json!(["hot", "cool"]));
+    let (_, v) = post(&r, "/scheduler/prioritize", body).await;
+    assert_eq!(score_of(&v, "hot"), score_of(&v, "cool"));
+    let mut pod = real_pod();
+    pod["metadata"]["annotations"] = json!({"realload.io/ignore": "true"});
+    let body =
+        serde_json::to_string(&json!({"Pod": pod, "Nodes": null, "NodeNames": ["hot", "cool"]}))
+            .unwrap();
+    let (_, v) = post(&r, "/scheduler/filter", body).await;
+    assert_eq!(v["NodeNames"], json!(["hot", "cool"]));
+}
+
+#[tokio::test]
+async fn before_sync_everything_passes_with_equal_scores() {
+    let state = Arc::new(State::new(
+        Policy::default(),
+        Clock::Fixed(NOW.parse().unwrap()),
+        Metrics::new(),
+    ));
+    let r = app(state.clone());
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&["a", "b"])).await;
+    assert_eq!(v["NodeNames"], json!(["a", "b"]));
+    let (_, v) = post(&r, "/scheduler/prioritize", cache_body(&["a", "b"])).await;
+    assert_eq!(score_of(&v, "a"), score_of(&v, "b"));
+    let (status, _) = get(&r, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, metrics) = get(&r, "/metrics").await;
+    assert!(
+        metrics.contains("realload_extender_unsynced_requests_total 2"),
+        "{metrics}"
+    );
+    state.load_snapshot(&[], &[]);
+    assert_eq!(get(&r, "/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_inputs_get_400_with_a_json_error_and_the_server_keeps_serving() {
+    let state = state_with(&[node("a", "0.3000", FRESH)], &[]);
+    let r = router(
+        AppState {
+            state,
+            body_limit: 4096,
+            binder: None,
+        },
+        "",
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("/filter", "{not json".into(), "not valid extender JSON"),
+        (
+            "/filter",
+            r#"{"Nodes":null,"NodeNames":["a"]}"#.into(),
+            "no Pod",
+        ),
+        (
+            "/filter",
+            r#"{"Pod":{},"Nodes":{"items":[]},"NodeNames":["a"]}"#.into(),
+            "both Nodes and NodeNames",
+        ),
+        (
+            "/filter",
+            r#"{"Pod":{},"Nodes":null,"NodeNames":null}"#.into(),
+            "neither Nodes nor NodeNames",
+        ),
+        ("/prioritize", "null".into(), "not valid extender JSON"),
+        (
+            "/prioritize",
+            r#"{"Pod":{},"Nodes":{"items":[42]}}"#.into(),
+            "Nodes.items[0]",
+        ),
+    ];
+    for (path, body, fragment) in cases {
+        let (status, v) = post(&r, path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(
+            v["Error"].as_str().unwrap().contains(fragment),
+            "{path} {body}: {v}"
+        );
+    }
+    let big = format!("{{\"Pod\":{{}},\"NodeNames\":[\"{}\"]}}", "x".repeat(5000));
+    let (status, v) = post(&r, "/filter", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(v["Error"].as_str().unwrap().contains("4096 byte limit"));
+    let (status, v) = post(&r, "/filter", cache_body(&["a"])).await;
+    assert_eq!(
+        (status, v["NodeNames"].clone()),
+        (StatusCode::OK, json!(["a"])),
+        "still serving"
+    );
+    let (status, _) = post(&r, "/bind", "{}").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "bind is routed only with --bind"
+    );
+}
+
+#[tokio::test]
+async fn bind_without_a_cluster_says_so() {
+    let r = app(state_with(&[node("a", "0.3000", FRESH)], &[]));
+    let (status, v) = post(
+        &r,
+        "/scheduler/bind",
+        include_str!("../../tests/fixtures/bind.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(v["Error"].as_str().unwrap().contains("snapshot mode"));
+    let (status, v) = post(&r, "/scheduler/bind", r#"{"PodName":"p"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v["Error"].as_str().unwrap().contains("PodNamespace"));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_rejections_and_qualities() {
+    let state = state_with(
+        &[
+            node("hot", "0.9500", FRESH),
+            node("cool", "0.1000", FRESH),
+            bare_node("new"),
+        ],
+        &[],
+    );
+    let r = app(state.clone());
+    post(&r, "/scheduler/filter", cache_body(&["hot", "cool", "new"])).await;
+    crate::serve::housekeeping(&state);
+    let (_, m) = get(&r, "/metrics").await;
+    assert!(
+        m.contains("realload_extender_requests_total{verb=\"filter\",outcome=\"ok\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("realload_extender_filter_rejections_total{reason=\"cpu-avg-5m\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("realload_extender_nodes{metric=\"cpu-avg-5m\",quality=\"missing\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("realload_extender_nodes{metric=\"cpu-avg-5m\",quality=\"valid\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("realload_extender_request_duration_seconds_bucket"),
+        "{m}"
+    );
+    assert!(m.contains("realload_extender_ledger_pods 0"), "{m}");
+}
+
+#[tokio::test]
+async fn policy_reload_applies_valid_files_and_keeps_the_old_policy_on_invalid_ones() {
+    let dir = std::env::temp_dir().join(format!("realload-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("policy.yaml");
+    let first = "metrics: [{name: cpu-avg-5m, filterAbove: 0.95}, {name: cpu-sustained-10m}]\n";
+    std::fs::write(&file, first).unwrap();
+    let state = state_with(&[node("n", "0.9000", FRESH)], &[]);
+    // as `serve` does: the file's policy is in force when watching starts
+    state.set_policy(Policy::from_yaml(first).unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    crate::serve::spawn_policy_reload(
+        state.clone(),
+        file.clone(),
+        std::time::Duration::from_millis(50),
+        shutdown.clone(),
+    );
+    let r = app(state.clone());
+    let wait_for = |want: Option<f64>| {
+        let state = state.clone();
+        async move {
+            for _ in 0..100 {
+                if state
+                    .policy()
+                    .metric("cpu-avg-5m")
+                    .and_then(|m| m.filter_above)
+                    == want
+                {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            false
+        }
+    };
+    assert!(wait_for(Some(0.95)).await);
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&["n"])).await;
+    assert_eq!(v["NodeNames"], json!(["n"]), "0.90 passes a 0.95 filter");
+    std::fs::write(&file, "metrics: [{name: cpu-avg-5m, filterAbove: 7}]\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        state.policy().metric("cpu-avg-5m").unwrap().filter_above,
+        Some(0.95),
+        "invalid policy rejected"
+    );
+    let (_, m) = get(&r, "/metrics").await;
+    assert!(
+        m.contains("realload_extender_policy_reloads_total{result=\"invalid\"} 1"),
+        "{m}"
+    );
+    std::fs::write(
+        &file,
+        "metrics: [{name: cpu-avg-5m, filterAbove: 0.85}, {name: cpu-sustained-10m}]\n",
+    )
+    .unwrap();
+    assert!(wait_for(Some(0.85)).await);
+    let (_, v) = post(&r, "/scheduler/filter", cache_body(&["n"])).await;
+    assert_eq!(v["NodeNames"], json!([]));
+    shutdown.cancel();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
