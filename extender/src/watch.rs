@@ -1,13 +1,19 @@
-//! The Node and Pod watches that feed the index. Each runs with kube's default backoff; an error
-//! marks the index unsynced (readiness drops) until the watcher's next full re-list completes.
+//! The Node and Pod watches that feed the index.
+//!
+//! An error ends the current watch: the index is marked unsynced (readiness drops), and after a
+//! backoff the watch starts over with a full re-list, so "synced" always means a complete list
+//! was seen. (kube's own watcher would resume the watch silently, leaving no moment at which
+//! readiness could honestly come back.)
 
+use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -18,49 +24,122 @@ use crate::state::State;
 /// (finished, deleted) arrive as deletions.
 pub const POD_FIELD_SELECTOR: &str = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed";
 
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What a watch does with its events.
+pub trait Sink<K>: Send + Sync + 'static {
+    fn init(&self);
+    fn apply(&self, object: &K);
+    fn delete(&self, object: &K);
+    fn init_done(&self);
+    fn failed(&self);
+}
+
+struct Nodes(Arc<State>);
+struct Pods(Arc<State>);
+
+impl Sink<Node> for Nodes {
+    fn init(&self) {
+        self.0.nodes_init();
+    }
+    fn apply(&self, node: &Node) {
+        self.0.apply_node(node);
+    }
+    fn delete(&self, node: &Node) {
+        self.0.delete_node(node);
+    }
+    fn init_done(&self) {
+        self.0.nodes_init_done();
+        info!(nodes = self.0.index().nodes.len(), "node index synced");
+    }
+    fn failed(&self) {
+        self.0
+            .metrics
+            .watch_restarts
+            .get_or_create(&WatchLabel {
+                watch: "nodes".into(),
+            })
+            .inc();
+        self.0.mark_unsynced(true, false);
+    }
+}
+
+impl Sink<Pod> for Pods {
+    fn init(&self) {
+        self.0.pods_init();
+    }
+    fn apply(&self, pod: &Pod) {
+        self.0.apply_pod(pod);
+    }
+    fn delete(&self, pod: &Pod) {
+        self.0.delete_pod(pod);
+    }
+    fn init_done(&self) {
+        self.0.pods_init_done();
+        info!(ledger = self.0.index().ledger.len(), "pod ledger synced");
+    }
+    fn failed(&self) {
+        self.0
+            .metrics
+            .watch_restarts
+            .get_or_create(&WatchLabel {
+                watch: "pods".into(),
+            })
+            .inc();
+        self.0.mark_unsynced(false, true);
+    }
+}
+
+/// Runs a watch until shutdown: list, then watch; on any error, report, back off, start over.
+pub async fn run_watch<K, S>(
+    api: Api<K>,
+    config: watcher::Config,
+    sink: S,
+    shutdown: CancellationToken,
+) where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    S: Sink<K>,
+{
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut stream = watcher::watcher(api.clone(), config.clone()).boxed();
+        let failure = loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = stream.next() => e,
+            };
+            match event {
+                Some(Ok(Event::Init)) => sink.init(),
+                Some(Ok(Event::InitApply(o) | Event::Apply(o))) => sink.apply(&o),
+                Some(Ok(Event::Delete(o))) => sink.delete(&o),
+                Some(Ok(Event::InitDone)) => {
+                    sink.init_done();
+                    backoff = BACKOFF_MIN;
+                }
+                Some(Err(e)) => break e.to_string(),
+                None => break "the watch stream ended".to_string(),
+            }
+        };
+        sink.failed();
+        warn!(error = %failure, retry_in = ?backoff, "watch failed; re-listing after a backoff");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
 pub fn spawn_node_watch(
     state: Arc<State>,
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let api: Api<Node> = Api::all(client);
     tokio::spawn(
-        async move {
-            let api: Api<Node> = Api::all(client);
-            let mut stream = watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed();
-            loop {
-                let event = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    e = stream.next() => e,
-                };
-                match event {
-                    Some(Ok(Event::Init)) => state.nodes_init(),
-                    Some(Ok(Event::InitApply(node) | Event::Apply(node))) => {
-                        state.apply_node(&node)
-                    }
-                    Some(Ok(Event::Delete(node))) => state.delete_node(&node),
-                    Some(Ok(Event::InitDone)) => {
-                        state.nodes_init_done();
-                        info!(nodes = state.index().nodes.len(), "node index synced");
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "node watch failed; retrying with backoff");
-                        state
-                            .metrics
-                            .watch_restarts
-                            .get_or_create(&WatchLabel {
-                                watch: "nodes".into(),
-                            })
-                            .inc();
-                        state.mark_unsynced(true, false);
-                    }
-                    None => break,
-                }
-            }
-            state.mark_unsynced(true, false);
-        }
-        .instrument(info_span!("watch", resource = "nodes")),
+        run_watch(api, watcher::Config::default(), Nodes(state), shutdown)
+            .instrument(info_span!("watch", resource = "nodes")),
     )
 }
 
@@ -69,40 +148,10 @@ pub fn spawn_pod_watch(
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(POD_FIELD_SELECTOR);
     tokio::spawn(
-        async move {
-            let api: Api<Pod> = Api::all(client);
-            let config = watcher::Config::default().fields(POD_FIELD_SELECTOR);
-            let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-            loop {
-                let event = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    e = stream.next() => e,
-                };
-                match event {
-                    Some(Ok(Event::Init)) => state.pods_init(),
-                    Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => state.apply_pod(&pod),
-                    Some(Ok(Event::Delete(pod))) => state.delete_pod(&pod),
-                    Some(Ok(Event::InitDone)) => {
-                        state.pods_init_done();
-                        info!(ledger = state.index().ledger.len(), "pod ledger synced");
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "pod watch failed; retrying with backoff");
-                        state
-                            .metrics
-                            .watch_restarts
-                            .get_or_create(&WatchLabel {
-                                watch: "pods".into(),
-                            })
-                            .inc();
-                        state.mark_unsynced(false, true);
-                    }
-                    None => break,
-                }
-            }
-            state.mark_unsynced(false, true);
-        }
-        .instrument(info_span!("watch", resource = "pods")),
+        run_watch(api, config, Pods(state), shutdown)
+            .instrument(info_span!("watch", resource = "pods")),
     )
 }

@@ -1,0 +1,459 @@
+//! `realload-extender serve` as a process: against the API simulator (watches, readiness,
+//! binding), in snapshot mode over TLS with client certificates, and its shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use realload_tests::apisim::{ApiSim, Fault, resources};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("realload-serve-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Extender {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Extender {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").args(["--listen", &listen]).args(args);
+    cmd.env_remove("KUBECONFIG")
+        .env("REALLOAD_LOG", "info,kube=warn");
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    let log = std::env::temp_dir().join(format!("realload-serve-{port}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    Extender { child, port, log }
+}
+
+/// A minimal HTTP/1.1 exchange (`Connection: close`) over any stream.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    exchange(stream, method, path, body).await
+}
+
+async fn wait_ready(ext: &Extender, want: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((status, _)) = http(ext.port, "GET", "/readyz", "").await
+            && status == want
+        {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(&ext.log).unwrap_or_default();
+            panic!("/readyz never answered {want}; extender log:\n{log}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn node(name: &str, cpu: f64, sampled: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "annotations": {
+            "realload.io/cpu-avg-5m": format!("{cpu:.4},{sampled}"),
+            "realload.io/cpu-max-1h": format!("{cpu:.4},{sampled}"),
+            "realload.io/mem-avg-5m": format!("0.3000,{sampled}")}},
+           "status": {"allocatable": {"cpu": "8", "memory": "32Gi"}, "conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+fn now_minus(secs: i64) -> String {
+    (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn cache_body(names: &[&str]) -> String {
+    json!({"Pod": {"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"containers": [{"name": "c"}]}},
+           "Nodes": null, "NodeNames": names})
+    .to_string()
+}
+
+fn score(v: &Value, host: &str) -> i64 {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["Host"] == host)
+        .unwrap()["Score"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
+    let sim = ApiSim::start().await.unwrap();
+    sim.put(node("a", 0.90, &now_minus(20))).unwrap();
+    sim.put(node("b", 0.30, &now_minus(20))).unwrap();
+    let dir = temp_dir("watch");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let ext = spawn(&["--path-prefix", "/scheduler"], Some(&kubeconfig));
+    wait_ready(&ext, 200).await;
+
+    let (status, body) = http(
+        ext.port,
+        "POST",
+        "/scheduler/filter",
+        &cache_body(&["a", "b"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["NodeNames"], json!(["b"]));
+
+    // a fresh, cool reading on "a" arrives over the node watch
+    sim.modify(resources::NODES, "", "a", |n| {
+        let fresh = node("a", 0.10, &now_minus(5));
+        n["metadata"]["annotations"] = fresh["metadata"]["annotations"].clone();
+    })
+    .unwrap();
+    eventually("a passes once its reading cools", || async {
+        let (_, body) = http(
+            ext.port,
+            "POST",
+            "/scheduler/filter",
+            &cache_body(&["a", "b"]),
+        )
+        .await
+        .unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["NodeNames"] == json!(["a", "b"])
+    })
+    .await;
+    let (_, body) = http(
+        ext.port,
+        "POST",
+        "/scheduler/prioritize",
+        &cache_body(&["a", "b"]),
+    )
+    .await
+    .unwrap();
+    let before: Value = serde_json::from_str(&body).unwrap();
+    assert!(score(&before, "a") > score(&before, "b"));
+
+    // a burst of pods bound to "a" arrives over the pod watch and lowers it
+    for i in 0..4 {
+        sim.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("burst-{i}"), "namespace": "default"},
+            "spec": {"nodeName": "a", "containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]},
+            "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_minus(1)}]}}))
+        .unwrap();
+    }
+    eventually("the burst lowers a's score below b's", || async {
+        let (_, body) = http(
+            ext.port,
+            "POST",
+            "/scheduler/prioritize",
+            &cache_body(&["a", "b"]),
+        )
+        .await
+        .unwrap();
+        let v: Value = serde_json::from_str(&body).unwrap();
+        score(&v, "a") < score(&v, "b")
+    })
+    .await;
+    let (_, debug) = http(ext.port, "GET", "/debug/nodes", "").await.unwrap();
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    assert_eq!(debug["ledgerPods"], 4);
+
+    // readiness follows the watches: when the API fails, the extender turns unready, then recovers
+    // (three failures in a row, then the watcher's backoff gets through)
+    sim.inject(Fault::on(None, "/api/v1/nodes").times(3).respond(500));
+    sim.disconnect_watches();
+    wait_ready(&ext, 503).await;
+    wait_ready(&ext, 200).await;
+    let relists = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/nodes" && !r.watch && r.status == 200)
+        .count();
+    assert!(relists >= 2, "the node watch re-listed after the failures");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_mode_binds_through_the_api_and_counts_the_pod_at_once() {
+    let sim = ApiSim::start().await.unwrap();
+    sim.put(node("a", 0.30, &now_minus(20))).unwrap();
+    sim.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "uid-p"},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}, "status": {"phase": "Pending"}}))
+    .unwrap();
+    let dir = temp_dir("bind");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let ext = spawn(&["--bind"], Some(&kubeconfig));
+    wait_ready(&ext, 200).await;
+    let (status, body) = http(
+        ext.port,
+        "POST",
+        "/bind",
+        r#"{"PodName":"p","PodNamespace":"default","PodUID":"uid-p","Node":"a"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"Error":""}"#));
+    let pod = sim.get(resources::PODS, "default", "p").unwrap();
+    assert_eq!(pod["spec"]["nodeName"], "a");
+    let (_, debug) = http(ext.port, "GET", "/debug/nodes", "").await.unwrap();
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let a = &debug["nodes"][0];
+    assert_eq!(a["ledgerPods"], 1);
+    assert!((a["hotspotCpu"].as_f64().unwrap() - 4000.0 * 0.85 / 8000.0).abs() < 1e-9);
+    // binding it again is refused by the API and reported in Error
+    let (_, body) = http(
+        ext.port,
+        "POST",
+        "/bind",
+        r#"{"PodName":"p","PodNamespace":"default","PodUID":"uid-p","Node":"a"}"#,
+    )
+    .await
+    .unwrap();
+    assert!(body.contains("already assigned"), "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_gracefully() {
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+    let mut ext = spawn(
+        &["--snapshot", snapshot, "--now", "2026-11-22T01:05:00Z"],
+        None,
+    );
+    wait_ready(&ext, 200).await;
+    let (status, body) = http(
+        ext.port,
+        "POST",
+        "/filter",
+        &cache_body(&["node-a", "node-b"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"NodeNames\":[\"node-a\"]"), "{body}");
+    let pid = ext.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = ext.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+struct Pki {
+    ca_pem: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["kube-scheduler".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+async fn tls_get(port: u16, pki: &Pki, with_client_cert: bool) -> std::io::Result<(u16, String)> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = if with_client_cert {
+        let cert = CertificateDer::from_pem_slice(pki.client_cert.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pki.client_key.as_bytes()).unwrap();
+        builder.with_client_auth_cert(vec![cert], key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await?;
+    exchange(tls, "GET", "/healthz", "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates_admits_only_the_scheduler() {
+    let dir = temp_dir("tls");
+    let pki = pki();
+    for (name, text) in [
+        ("ca.pem", &pki.ca_pem),
+        ("tls.crt", &pki.server_cert),
+        ("tls.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+    let cert = dir.join("tls.crt");
+    let key = dir.join("tls.key");
+    let ca = dir.join("ca.pem");
+    let ext = spawn(
+        &[
+            "--snapshot",
+            snapshot,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+        ],
+        None,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        match tls_get(ext.port, &pki, true).await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "TLS server never answered: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!((status, body.trim()), (200, "ok"));
+    // without a client certificate the handshake (or the first read) fails
+    let anonymous = tls_get(ext.port, &pki, false).await;
+    assert!(
+        anonymous.is_err() || anonymous.as_ref().is_ok_and(|(s, _)| *s == 0),
+        "{anonymous:?}"
+    );
+    // plain HTTP is not served on the TLS port
+    assert!(
+        http(ext.port, "GET", "/healthz", "")
+            .await
+            .map(|(s, _)| s != 200)
+            .unwrap_or(true)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
