@@ -64,6 +64,18 @@ pub struct ServeArgs {
     /// Perform the Binding for kube-scheduler (configure `bindVerb: bind`).
     #[arg(long)]
     pub bind: bool,
+    /// Close connections that have not sent complete request headers within this time.
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    pub header_read_timeout: Duration,
+    /// Answer 408 to requests not served within this time (kube-scheduler's own timeout is 5s).
+    #[arg(long, default_value = "30s", value_parser = parse_std_duration)]
+    pub request_timeout: Duration,
+}
+
+fn parse_std_duration(text: &str) -> Result<Duration, String> {
+    let d = realload_common::policy::parse_duration(text)?;
+    d.try_into()
+        .map_err(|_| format!("{text:?} must not be negative"))
 }
 
 /// Where the collector reads utilisation.

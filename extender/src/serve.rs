@@ -228,8 +228,6 @@ fn spawn_tls_reload(
     );
 }
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -270,7 +268,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         }),
     };
     #[allow(deprecated)] // TimeoutLayer::new is the plain 408 timeout we want
-    let router = router(app, &args.path_prefix).layer(TimeoutLayer::new(REQUEST_TIMEOUT));
+    let router = router(app, &args.path_prefix).layer(TimeoutLayer::new(args.request_timeout));
 
     let handle = axum_server::Handle::new();
     {
@@ -309,7 +307,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
                 .http_builder()
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }
         _ => {
@@ -318,7 +316,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
                 .http_builder()
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }
     }

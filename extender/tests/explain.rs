@@ -151,3 +151,38 @@ fn bad_inputs_fail_with_a_message_naming_them() {
     assert_ne!(code, 0);
     assert!(stderr.contains("pod.yaml"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explains_against_a_live_cluster_through_the_watches() {
+    let list: Value = serde_json::from_str(&std::fs::read_to_string(SNAPSHOT).unwrap()).unwrap();
+    let sim = realload_tests::apisim::ApiSim::start_with(&list)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("realload-explain-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_realload-extender"))
+        .args(["explain", "--pod", POD, "--now", NOW, "--output", "json"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let live: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshot = explain_json(POD);
+    assert_eq!(
+        live["nodes"], snapshot["nodes"],
+        "live and snapshot views agree"
+    );
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.watch && r.path == "/api/v1/nodes")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

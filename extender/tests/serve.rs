@@ -457,3 +457,57 @@ async fn tls_with_client_certificates_admits_only_the_scheduler() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_hundreds_of_concurrent_connections_and_drops_slow_headers() {
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+    let ext = spawn(
+        &[
+            "--snapshot",
+            snapshot,
+            "--now",
+            "2026-11-22T01:05:00Z",
+            "--header-read-timeout",
+            "1s",
+        ],
+        None,
+    );
+    wait_ready(&ext, 200).await;
+    // 300 connections open at once, each with a request in flight
+    let mut streams = Vec::new();
+    for _ in 0..300 {
+        streams.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", ext.port))
+                .await
+                .unwrap(),
+        );
+    }
+    let body = cache_body(&["node-a", "node-b", "node-c"]);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|s| {
+            let body = body.clone();
+            tokio::spawn(async move { exchange(s, "POST", "/prioritize", &body).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if let Ok(Ok((200, _))) = t.await {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 300);
+    // a client that never finishes its headers is disconnected
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", ext.port))
+        .await
+        .unwrap();
+    slow.write_all(b"POST /filter HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "slow client still connected after the header timeout"
+    );
+}
