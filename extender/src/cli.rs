@@ -118,6 +118,33 @@ pub struct CollectArgs {
     /// Admin endpoints (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
+    /// Time allowed for one Prometheus query or node-exporter scrape.
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    pub query_timeout: Duration,
+    /// Attempts per Prometheus query (with backoff) before its readings are skipped.
+    #[arg(long, default_value_t = 3)]
+    pub query_attempts: u32,
+    /// node-exporter scrapes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub scrape_concurrency: usize,
+    /// Scrape this host for every node instead of its InternalIP (testing on one machine).
+    #[arg(long, hide = true)]
+    pub node_exporter_host: Option<String>,
+    /// Node patches per second at most.
+    #[arg(long, default_value_t = 20.0)]
+    pub patch_qps: f64,
+    /// This replica's name in the Lease (default: $POD_NAME, else $HOSTNAME).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "realload-collector")]
+    pub lease_name: String,
+    /// How long a lease holds without renewal; a standby takes over after it lapses.
+    #[arg(long, default_value = "15s", value_parser = parse_std_duration)]
+    pub lease_duration: Duration,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod collect;
 pub mod explain;
 pub mod metrics;
 pub mod protocol;

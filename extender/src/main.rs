@@ -11,6 +11,6 @@ async fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => realload_extender::serve::run(args, shutdown).await,
         Command::Explain(args) => realload_extender::cli::run_explain(args, shutdown).await,
-        Command::Collect(_) => anyhow::bail!("`collect` is not implemented yet (issue 5)"),
+        Command::Collect(args) => realload_extender::collect::run(args, shutdown).await,
     }
 }

@@ -191,6 +191,11 @@ impl State {
         read(&self.index)
     }
 
+    /// The node watch alone has listed everything (what the collector needs).
+    pub fn index_synced(&self) -> bool {
+        self.nodes_synced.load(Ordering::SeqCst)
+    }
+
     pub fn synced(&self) -> bool {
         self.nodes_synced.load(Ordering::SeqCst) && self.pods_synced.load(Ordering::SeqCst)
     }

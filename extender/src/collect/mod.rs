@@ -1,0 +1,493 @@
+//! `realload-extender collect`: node utilisation from Prometheus (or straight from node-exporter)
+//! into Node annotations, writing only readings it can trust.
+
+pub mod exporter;
+pub mod lease;
+pub mod plan;
+pub mod prometheus;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use realload_common::cli::{OutputFormat, load_policy};
+use realload_common::objects::NodeView;
+use realload_common::policy::Policy;
+use realload_common::runtime::{Readiness, admin_router};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::cli::{CollectArgs, Source};
+use crate::metrics::Metrics;
+use crate::state::{Clock, State};
+use exporter::ExporterSource;
+use lease::LeaderElector;
+use plan::{MetricResult, Plan, SkipReason};
+use prometheus::PrometheusClient;
+
+/// The field manager the collector's patches are recorded under.
+pub const FIELD_MANAGER: &str = "realload-collector";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricLabel {
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabel {
+    pub metric: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PatchResult {
+    pub result: String,
+}
+
+#[derive(Clone)]
+pub struct CollectorMetrics {
+    pub registry: Arc<Registry>,
+    pub coverage: Family<MetricLabel, Gauge>,
+    pub query_seconds: Family<MetricLabel, Histogram>,
+    pub patches: Family<PatchResult, Counter>,
+    pub suppressed: Counter,
+    pub skips: Family<SkipLabel, Counter>,
+    pub leader: Gauge,
+    pub cycles: Counter,
+}
+
+impl CollectorMetrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("realload_collector");
+        let coverage = Family::<MetricLabel, Gauge>::default();
+        r.register(
+            "coverage_nodes",
+            "Nodes with a valid reading in the last cycle, by metric",
+            coverage.clone(),
+        );
+        let query_seconds = Family::<MetricLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        r.register(
+            "query_duration_seconds",
+            "Time to get one metric for all nodes",
+            query_seconds.clone(),
+        );
+        let patches = Family::<PatchResult, Counter>::default();
+        r.register(
+            "patches",
+            "Node patches by result (sent, failed)",
+            patches.clone(),
+        );
+        let suppressed = Counter::default();
+        r.register(
+            "writes_suppressed",
+            "Valid readings not written: within the deadband and still fresh",
+            suppressed.clone(),
+        );
+        let skips = Family::<SkipLabel, Counter>::default();
+        r.register(
+            "skips",
+            "Readings not written, by metric and reason",
+            skips.clone(),
+        );
+        let leader = Gauge::default();
+        r.register(
+            "leader",
+            "Whether this replica holds the lease and writes (1) or stands by (0)",
+            leader.clone(),
+        );
+        let cycles = Counter::default();
+        r.register("cycles", "Collection cycles run", cycles.clone());
+        CollectorMetrics {
+            registry: Arc::new(r),
+            coverage,
+            query_seconds,
+            patches,
+            suppressed,
+            skips,
+            leader,
+            cycles,
+        }
+    }
+
+    fn record(&self, plan: &Plan) {
+        for (metric, n) in &plan.coverage {
+            self.coverage
+                .get_or_create(&MetricLabel {
+                    metric: metric.clone(),
+                })
+                .set(*n as i64);
+        }
+        self.suppressed.inc_by(plan.suppressed as u64);
+        for s in &plan.skipped {
+            self.skips
+                .get_or_create(&SkipLabel {
+                    metric: s.metric.clone(),
+                    reason: s.reason.as_str().into(),
+                })
+                .inc();
+        }
+        self.cycles.inc();
+    }
+}
+
+impl Default for CollectorMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+enum SourceImpl {
+    Prometheus(PrometheusClient),
+    Exporter(ExporterSource),
+}
+
+/// Gets this cycle's results for the metrics that are due.
+async fn collect_results(
+    source: &SourceImpl,
+    policy: &Policy,
+    nodes: &[NodeView],
+    due: &[String],
+    now: Timestamp,
+    metrics: &CollectorMetrics,
+) -> BTreeMap<String, MetricResult> {
+    let mut results = BTreeMap::new();
+    if let SourceImpl::Exporter(e) = source {
+        e.scrape(nodes).await;
+    }
+    for spec in policy.metrics.iter().filter(|m| due.contains(&m.name)) {
+        let started = Instant::now();
+        let result = match source {
+            SourceImpl::Prometheus(p) => {
+                p.query(&spec.query, now, &policy.node_identity.label).await
+            }
+            SourceImpl::Exporter(e) => e.result(&spec.name, nodes),
+        };
+        metrics
+            .query_seconds
+            .get_or_create(&MetricLabel {
+                metric: spec.name.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        results.insert(spec.name.clone(), result);
+    }
+    results
+}
+
+/// Sends the plan's patches: one JSON merge patch per node touching only its reading keys, at
+/// most `qps` per second. Returns how many were sent.
+pub async fn write_patches(
+    api: &Api<Node>,
+    plan: &Plan,
+    qps: f64,
+    metrics: &CollectorMetrics,
+    shutdown: &CancellationToken,
+) -> usize {
+    let gap = if qps > 0.0 {
+        Duration::from_secs_f64(1.0 / qps)
+    } else {
+        Duration::ZERO
+    };
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let mut sent = 0;
+    for (i, p) in plan.patches.iter().enumerate() {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if i > 0 && !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+        let body = serde_json::json!({"metadata": {"annotations": p.annotations}});
+        match api.patch(&p.node, &params, &Patch::Merge(&body)).await {
+            Ok(_) => {
+                sent += 1;
+                metrics
+                    .patches
+                    .get_or_create(&PatchResult {
+                        result: "sent".into(),
+                    })
+                    .inc();
+            }
+            Err(e) => {
+                warn!(node = %p.node, error = %e, "annotation patch failed");
+                metrics
+                    .patches
+                    .get_or_create(&PatchResult {
+                        result: "failed".into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+    sent
+}
+
+fn current_annotations(nodes: &[NodeView]) -> HashMap<String, BTreeMap<String, String>> {
+    nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.annotations.clone()))
+        .collect()
+}
+
+fn print_plan(plan: &Plan, output: OutputFormat, written: bool) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+        OutputFormat::Table => {
+            let verb = if written { "patched" } else { "would patch" };
+            println!(
+                "{verb} {} node(s); {} reading(s) within the deadband not rewritten; {} reading(s) skipped",
+                plan.patches.len(),
+                plan.suppressed,
+                plan.skipped.len()
+            );
+            for p in &plan.patches {
+                for (k, v) in &p.annotations {
+                    println!("  {}  {k}={v}", p.node);
+                }
+            }
+            let mut by_reason: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+            for s in &plan.skipped {
+                by_reason
+                    .entry((s.metric.as_str(), s.reason.as_str()))
+                    .or_default()
+                    .push(&s.node);
+            }
+            for ((metric, reason), nodes) in by_reason {
+                println!("  skipped {metric} ({reason}): {}", nodes.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn build_source(args: &CollectArgs) -> anyhow::Result<SourceImpl> {
+    Ok(match args.source {
+        Source::Prometheus => {
+            let Some(url) = &args.prometheus_url else {
+                bail!("--prometheus-url is required with --source prometheus");
+            };
+            let mut client = PrometheusClient::new(
+                url,
+                args.bearer_token_file.as_deref(),
+                args.prometheus_ca.as_deref(),
+                args.query_timeout,
+            )?;
+            client.attempts = args.query_attempts.max(1);
+            SourceImpl::Prometheus(client)
+        }
+        Source::NodeExporter => {
+            let mut e = ExporterSource::new(
+                args.node_exporter_port,
+                args.query_timeout,
+                args.scrape_concurrency,
+            );
+            e.host_override = args.node_exporter_host.clone();
+            SourceImpl::Exporter(e)
+        }
+    })
+}
+
+/// Runs the collector: `--once` (one cycle, then exit) or the leader-elected loop.
+pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.policy.as_deref())?;
+    let source = build_source(args)?;
+    let metrics = CollectorMetrics::new();
+    let clock = args.snapshot.now.map_or(Clock::System, Clock::Fixed);
+    let period = plan::cycle_period(&policy);
+
+    if let Some(path) = &args.snapshot.snapshot {
+        if !args.once {
+            bail!("--snapshot runs one cycle: add --once");
+        }
+        let snap = realload_common::cli::load_snapshot(path)?;
+        let nodes: Vec<NodeView> = snap
+            .nodes
+            .iter()
+            .map(|n| NodeView::from_node(n, &policy))
+            .collect();
+        let due: Vec<String> = policy.metrics.iter().map(|m| m.name.clone()).collect();
+        let now = clock.now();
+        let results = collect_results(&source, &policy, &nodes, &due, now, &metrics).await;
+        let plan = plan::plan(
+            &policy,
+            &nodes,
+            &current_annotations(&nodes),
+            &results,
+            now + period,
+        );
+        // A snapshot is never written back: always a dry run.
+        return print_plan(&plan, args.output, false);
+    }
+
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let state = Arc::new(State::new(policy.clone(), clock, Metrics::new()));
+    crate::watch::spawn_node_watch(state.clone(), client.clone(), shutdown.clone());
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !state.index_synced() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("the node watch did not sync within 60s");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let snapshot_nodes = || -> Vec<NodeView> {
+        let mut v: Vec<NodeView> = state.index().nodes.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+
+    if args.once {
+        let nodes = snapshot_nodes();
+        let due: Vec<String> = policy.metrics.iter().map(|m| m.name.clone()).collect();
+        if let SourceImpl::Exporter(e) = &source {
+            // Rates need two scrapes: take one now, the cycle's own is the second.
+            e.scrape(&nodes).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let now = clock.now();
+        let results = collect_results(&source, &policy, &nodes, &due, now, &metrics).await;
+        let plan = plan::plan(
+            &policy,
+            &nodes,
+            &current_annotations(&nodes),
+            &results,
+            now + period,
+        );
+        metrics.record(&plan);
+        if !args.dry_run {
+            write_patches(&nodes_api, &plan, args.patch_qps, &metrics, &shutdown).await;
+        }
+        shutdown.cancel();
+        return print_plan(&plan, args.output, !args.dry_run);
+    }
+
+    // Long-running: admin endpoints, leader election, a cycle every period.
+    let readiness = Readiness::default();
+    readiness.set(true);
+    let admin = admin_router(readiness.clone(), metrics.registry.clone());
+    let listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin endpoints on {}", args.admin_listen))?;
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, admin)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+        });
+    }
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let elector = LeaderElector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        args.lease_duration,
+    );
+    info!(identity = %identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "collector started");
+    let mut last_queried: HashMap<String, Timestamp> = HashMap::new();
+    let mut next_cycle = tokio::time::Instant::now();
+    let mut leading = false;
+    loop {
+        // Renew (or try to take) the lease often enough that it never lapses while leading.
+        match elector.try_acquire().await {
+            Ok(l) => {
+                if l != leading {
+                    info!(leader = l, "leadership changed");
+                }
+                leading = l;
+            }
+            Err(e) => {
+                warn!(error = %e, "lease check failed; not writing until it succeeds");
+                leading = false;
+            }
+        }
+        metrics.leader.set(i64::from(leading));
+        if leading && tokio::time::Instant::now() >= next_cycle {
+            let now = clock.now();
+            let due: Vec<String> = policy
+                .metrics
+                .iter()
+                .filter(|m| {
+                    last_queried.get(&m.name).is_none_or(|t| {
+                        now.duration_since(*t) >= m.period - SignedDuration::from_secs(1)
+                    })
+                })
+                .map(|m| m.name.clone())
+                .collect();
+            let nodes = snapshot_nodes();
+            let results = collect_results(&source, &policy, &nodes, &due, now, &metrics)
+                .instrument(info_span!(
+                    "cycle",
+                    metrics = due.len(),
+                    nodes = nodes.len()
+                ))
+                .await;
+            for m in &due {
+                last_queried.insert(m.clone(), now);
+            }
+            let plan = plan::plan(
+                &policy,
+                &nodes,
+                &current_annotations(&nodes),
+                &results,
+                now + period,
+            );
+            metrics.record(&plan);
+            let sent = write_patches(&nodes_api, &plan, args.patch_qps, &metrics, &shutdown).await;
+            info!(
+                patched = sent,
+                suppressed = plan.suppressed,
+                skipped = plan.skipped.len(),
+                "cycle done"
+            );
+            next_cycle = tokio::time::Instant::now()
+                + Duration::try_from(period).unwrap_or(Duration::from_secs(60));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(elector.renew_period()) => {}
+        }
+    }
+    readiness.set(false);
+    if leading {
+        elector.release().await;
+    }
+    metrics.leader.set(0);
+    info!("collector stopped");
+    Ok(())
+}
+
+fn default_identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("realload-collector-{}", std::process::id()))
+}
+
+/// Skip reasons as JSON strings (for docs and tests).
+pub fn skip_reasons() -> Vec<&'static str> {
+    SkipReason::ALL.iter().map(|r| r.as_str()).collect()
+}

@@ -1,0 +1,300 @@
+//! The Prometheus HTTP API source: one instant query per metric per cycle, for all nodes.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use jiff::Timestamp;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use super::plan::{MetricResult, Series, SkipReason};
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+#[derive(Clone)]
+pub struct PrometheusClient {
+    http: Client<Https, Empty<Bytes>>,
+    base: String,
+    bearer: Option<String>,
+    pub timeout: Duration,
+    pub attempts: u32,
+}
+
+/// One failed attempt, and whether trying again could help.
+#[derive(Debug)]
+struct Attempt {
+    reason: SkipReason,
+    message: String,
+    retry: bool,
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// Parses a Prometheus sample value: numbers, `NaN`, `+Inf`, `-Inf`.
+pub fn parse_sample_value(text: &str) -> Option<f64> {
+    match text {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Turns a `/api/v1/query` answer into series keyed by the identity label.
+pub fn parse_query_response(
+    body: &[u8],
+    identity_label: &str,
+) -> Result<Vec<Series>, (SkipReason, String)> {
+    let response: ApiResponse = serde_json::from_slice(body)
+        .map_err(|e| (SkipReason::QueryFailed, format!("unparsable answer: {e}")))?;
+    if response.status != "success" {
+        return Err((
+            SkipReason::QueryError,
+            format!(
+                "{}: {}",
+                response.error_type.unwrap_or_else(|| "error".into()),
+                response.error.unwrap_or_default()
+            ),
+        ));
+    }
+    let data = response
+        .data
+        .ok_or((SkipReason::QueryFailed, "answer has no data".to_string()))?;
+    if data.result_type != "vector" {
+        return Err((
+            SkipReason::QueryError,
+            format!(
+                "query returned a {}, not a vector with one sample per node",
+                data.result_type
+            ),
+        ));
+    }
+    let samples: Vec<VectorSample> = serde_json::from_value(data.result)
+        .map_err(|e| (SkipReason::QueryFailed, format!("unparsable vector: {e}")))?;
+    let mut series = Vec::with_capacity(samples.len());
+    for s in samples {
+        let Some(identity) = s.metric.get(identity_label) else {
+            debug!(
+                label = identity_label,
+                "series without the identity label skipped"
+            );
+            continue;
+        };
+        let Some(value) = parse_sample_value(&s.value.1) else {
+            continue;
+        };
+        let secs = s.value.0;
+        let sampled_at = Timestamp::from_millisecond((secs * 1000.0).round() as i64)
+            .unwrap_or_else(|_| Timestamp::now());
+        series.push(Series {
+            identity: identity.clone(),
+            value,
+            sampled_at,
+        });
+    }
+    Ok(series)
+}
+
+impl PrometheusClient {
+    pub fn new(
+        base: &str,
+        bearer_token_file: Option<&Path>,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(ca) => {
+                for cert in CertificateDer::pem_file_iter(ca)
+                    .with_context(|| format!("reading {}", ca.display()))?
+                {
+                    roots.add(cert.with_context(|| format!("parsing {}", ca.display()))?)?;
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                for cert in native.certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let bearer = match bearer_token_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the bearer token {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(PrometheusClient {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            base: base.trim_end_matches('/').to_string(),
+            bearer,
+            timeout,
+            attempts: 3,
+        })
+    }
+
+    async fn attempt(&self, url: &str, identity_label: &str) -> Result<Vec<Series>, Attempt> {
+        let mut request = hyper::Request::get(url);
+        if let Some(token) = &self.bearer {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Empty::new()).map_err(|e| Attempt {
+            reason: SkipReason::QueryFailed,
+            message: format!("bad request URL: {e}"),
+            retry: false,
+        })?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| Attempt {
+                reason: SkipReason::QueryFailed,
+                message: format!("connection: {e}"),
+                retry: true,
+            })?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(|e| Attempt {
+                reason: SkipReason::QueryFailed,
+                message: format!("reading the answer: {e}"),
+                retry: true,
+            })?;
+            Ok::<_, Attempt>((status, body.to_bytes()))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| Attempt {
+                reason: SkipReason::QueryFailed,
+                message: format!("timed out after {:?}", self.timeout),
+                retry: true,
+            })??;
+        match parse_query_response(&body, identity_label) {
+            Ok(series) => Ok(series),
+            Err((reason, message)) => Err(Attempt {
+                reason,
+                message: format!("HTTP {}: {message}", status.as_u16()),
+                // bad_data (400/422) will not get better; 5xx and garbage might
+                retry: status.is_server_error()
+                    || (reason == SkipReason::QueryFailed && !status.is_client_error()),
+            }),
+        }
+    }
+
+    /// Runs one instant query at `time`, with retries and backoff for transient failures.
+    pub async fn query(&self, promql: &str, time: Timestamp, identity_label: &str) -> MetricResult {
+        let params = [
+            ("query", promql.to_string()),
+            (
+                "time",
+                format!("{:.3}", time.as_millisecond() as f64 / 1000.0),
+            ),
+        ];
+        let query = serde_urlencoded::to_string(params).unwrap_or_default();
+        let url = format!("{}/api/v1/query?{}", self.base, query);
+        let mut backoff = Duration::from_millis(250);
+        let mut last = None;
+        for attempt in 1..=self.attempts.max(1) {
+            match self.attempt(&url, identity_label).await {
+                Ok(series) => return MetricResult::Series(series),
+                Err(a) => {
+                    warn!(attempt, query = promql, error = %a.message, "Prometheus query failed");
+                    let retry = a.retry;
+                    last = Some(a.reason);
+                    if !retry || attempt == self.attempts {
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        MetricResult::Failed(last.unwrap_or(SkipReason::QueryFailed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vectors_special_values_and_errors() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"instance":"10.0.0.1:9100"},"value":[1763773500.5,"0.42"]},
+            {"metric":{"instance":"10.0.0.2:9100"},"value":[1763773500,"NaN"]},
+            {"metric":{"instance":"10.0.0.3:9100"},"value":[1763773500,"+Inf"]},
+            {"metric":{"job":"x"},"value":[1763773500,"0.1"]}]}}"#;
+        let s = parse_query_response(body, "instance").unwrap();
+        assert_eq!(
+            s.len(),
+            3,
+            "the series without the identity label is dropped"
+        );
+        assert_eq!(s[0].value, 0.42);
+        assert_eq!(
+            s[0].sampled_at,
+            Timestamp::from_millisecond(1_763_773_500_500).unwrap()
+        );
+        assert!(s[1].value.is_nan());
+        assert!(s[2].value.is_infinite());
+        let e = parse_query_response(
+            br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            "instance",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, SkipReason::QueryError);
+        assert!(e.1.contains("bad_data: parse error"));
+        let e = parse_query_response(
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#,
+            "instance",
+        )
+        .unwrap_err();
+        assert_eq!(e.0, SkipReason::QueryError);
+        assert_eq!(
+            parse_query_response(b"<html>", "instance").unwrap_err().0,
+            SkipReason::QueryFailed
+        );
+    }
+}
