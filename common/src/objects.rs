@@ -27,6 +27,7 @@ pub struct NodeView {
     pub taints: Vec<Taint>,
     pub internal_ip: Option<String>,
     pub hostname: Option<String>,
+    pub labels: BTreeMap<String, String>,
     /// Short annotations (anything that could be a reading), kept so a policy reload can re-parse them.
     pub annotations: BTreeMap<String, String>,
 }
@@ -79,6 +80,7 @@ impl NodeView {
             taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
             internal_ip: address("InternalIP"),
             hostname: address("Hostname"),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
             annotations,
         };
         view.reparse(policy);

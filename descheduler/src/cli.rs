@@ -30,4 +30,7 @@ pub struct Cli {
     /// Run without a whitelist ConfigMap instead of aborting when it is missing.
     #[arg(long)]
     pub allow_missing_whitelist: bool,
+    /// Where each workload's last eviction is recorded (the cooldown across runs), namespace/name.
+    #[arg(long, default_value = "realload-system/realload-descheduler-state")]
+    pub state_configmap: String,
 }

@@ -3,3 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod plan;
+pub mod run;
