@@ -412,15 +412,18 @@ async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response {
     }
 }
 
+/// The verbs served under the path prefix (`filterVerb`, `prioritizeVerb`, `bindVerb`).
+pub const ROUTES: [&str; 3] = ["filter", "prioritize", "bind"];
+
 /// The whole router. `path_prefix` is `""` or like `/scheduler`.
 pub fn router(app: AppState, path_prefix: &str) -> Router {
     let prefix = path_prefix.trim_end_matches('/');
     let mut api = Router::new()
-        .route(&format!("{prefix}/filter"), post(filter))
-        .route(&format!("{prefix}/prioritize"), post(prioritize))
+        .route(&format!("{prefix}/{}", ROUTES[0]), post(filter))
+        .route(&format!("{prefix}/{}", ROUTES[1]), post(prioritize))
         .route("/debug/nodes", get(debug_nodes));
     if app.binder.is_some() {
-        api = api.route(&format!("{prefix}/bind"), post(bind));
+        api = api.route(&format!("{prefix}/{}", ROUTES[2]), post(bind));
     }
     let admin = admin_router(
         app.state.readiness.clone(),
