@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod docs_check;
 pub mod objects;
 pub mod policy;
 pub mod quantity;

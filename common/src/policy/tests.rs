@@ -381,3 +381,17 @@ fn annotation_keys() {
     assert!(!is_annotation_key("Real Load/x"));
     assert!(!is_annotation_key("-x"));
 }
+
+#[test]
+fn field_values_cover_the_defaults() {
+    let values = field_values(&Policy::default());
+    let get = |k: &str| values.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("guards.unknownLoad"), Some("1"));
+    assert_eq!(get("metrics[cpu-avg-5m].maxAge"), Some("3m"));
+    assert_eq!(get("metrics[cpu-max-1h].filterAbove"), Some("none"));
+    assert_eq!(get("descheduler.cpuRequest.min"), Some("2000m"));
+    assert_eq!(
+        get("nodeIdentity.matchBy"),
+        Some("[name, internalIP, hostname]")
+    );
+}
