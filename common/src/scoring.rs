@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::policy::{Policy, Resource};
 use crate::reading::{Assessed, Quality, RawReading};
@@ -102,10 +103,13 @@ impl MetricAssessment {
     }
 }
 
+/// Per-metric entries, inline for the usual handful of metrics: judging a node allocates nothing.
+pub type Metrics = SmallVec<[MetricAssessment; 4]>;
+
 /// A node judged at one instant: one entry per policy metric, in policy order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeAssessment {
-    pub metrics: Vec<MetricAssessment>,
+    pub metrics: Metrics,
     pub hotspot: ResourceShares,
     /// False when any scored metric lacks a valid reading: the node is *unknown*.
     pub known: bool,
@@ -131,7 +135,7 @@ pub fn assess_node(
     allocatable: Allocatable,
     now: Timestamp,
 ) -> NodeAssessment {
-    let assessed: Vec<Assessed> = policy
+    let assessed: SmallVec<[Assessed; 4]> = policy
         .metrics
         .iter()
         .enumerate()
@@ -154,10 +158,10 @@ pub fn assess_node(
 /// Builds an assessment from already-classified readings and a hot-spot share.
 pub fn assessment_from(
     policy: &Policy,
-    assessed: Vec<Assessed>,
+    assessed: impl IntoIterator<Item = Assessed>,
     hotspot: ResourceShares,
 ) -> NodeAssessment {
-    let metrics: Vec<MetricAssessment> = policy
+    let metrics: Metrics = policy
         .metrics
         .iter()
         .zip(assessed)
@@ -269,21 +273,35 @@ pub struct Decision {
     pub scores: Vec<i64>,
 }
 
+/// What the set-level decision needs of one node: small, so a request over thousands of
+/// candidates keeps no per-node assessment around.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub known: bool,
+    pub verdict: FilterVerdict,
+    pub score: i64,
+}
+
+pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
+    Judgement {
+        known: node.known,
+        verdict: filter_verdict(policy, node),
+        score: score(policy, node),
+    }
+}
+
 /// Filters and scores every candidate, applying the circuit breaker over the set: when it trips,
 /// nothing is filtered for load and every candidate gets [`NEUTRAL_SCORE`].
-pub fn decide(policy: &Policy, candidates: &[NodeAssessment]) -> Decision {
-    let unknown = candidates.iter().filter(|c| !c.known).count();
-    let breaker_tripped = breaker_trips(policy, unknown, candidates.len());
+pub fn decide_judged(policy: &Policy, judged: Vec<Judgement>) -> Decision {
+    let unknown = judged.iter().filter(|j| !j.known).count();
+    let breaker_tripped = breaker_trips(policy, unknown, judged.len());
     let (verdicts, scores) = if breaker_tripped {
         (
-            vec![FilterVerdict::Pass; candidates.len()],
-            vec![NEUTRAL_SCORE; candidates.len()],
+            vec![FilterVerdict::Pass; judged.len()],
+            vec![NEUTRAL_SCORE; judged.len()],
         )
     } else {
-        candidates
-            .iter()
-            .map(|c| (filter_verdict(policy, c), score(policy, c)))
-            .unzip()
+        judged.into_iter().map(|j| (j.verdict, j.score)).unzip()
     };
     Decision {
         breaker_tripped,
@@ -291,6 +309,14 @@ pub fn decide(policy: &Policy, candidates: &[NodeAssessment]) -> Decision {
         verdicts,
         scores,
     }
+}
+
+/// [`decide_judged`] over full assessments.
+pub fn decide(policy: &Policy, candidates: &[NodeAssessment]) -> Decision {
+    decide_judged(
+        policy,
+        candidates.iter().map(|c| judge(policy, c)).collect(),
+    )
 }
 
 #[cfg(test)]

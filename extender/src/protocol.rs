@@ -5,6 +5,7 @@
 //! Node object is read for the few fields realload uses, and the surviving ones are written back
 //! byte-for-byte, never re-encoded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -42,9 +43,35 @@ struct ArgsWire<'a> {
         rename = "NodeNames",
         alias = "nodenames",
         alias = "nodeNames",
+        borrow,
         default
     )]
-    node_names: Option<Vec<String>>,
+    node_names: Option<Vec<Name<'a>>>,
+}
+
+/// A node name, borrowed from the body unless it had escapes (node names never do).
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_string()))
+            }
+        }
+        d.deserialize_str(V).map(Name)
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,12 +155,31 @@ pub struct NodeStatusSummary {
     pub allocatable: BTreeMap<String, String>,
 }
 
+/// What a non-cache request's Node carries for realload, borrowed from the body: its name, the
+/// annotations the policy reads, and its CPU and memory allocatable.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeRead<'a> {
+    pub name: Cow<'a, str>,
+    pub annotations: smallvec::SmallVec<[(Cow<'a, str>, Cow<'a, str>); 4]>,
+    pub cpu: Option<Cow<'a, str>>,
+    pub memory: Option<Cow<'a, str>>,
+}
+
+impl NodeRead<'_> {
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
 /// The candidate nodes of a request, in the form they came in.
 pub enum Candidates<'a> {
-    /// `nodeCacheCapable=true`: names; readings come from the index.
-    Names(Vec<String>),
+    /// `nodeCacheCapable=true`: names (borrowed from the body); readings come from the index.
+    Names(Vec<Cow<'a, str>>),
     /// `nodeCacheCapable=false`: each Node's raw bytes (to echo) and what was read from it.
-    Nodes(Vec<(&'a RawValue, NodeSummary)>),
+    Nodes(Vec<(&'a RawValue, NodeRead<'a>)>),
 }
 
 impl Candidates<'_> {
@@ -151,7 +197,7 @@ impl Candidates<'_> {
     pub fn name(&self, i: usize) -> &str {
         match self {
             Candidates::Names(n) => &n[i],
-            Candidates::Nodes(n) => &n[i].1.metadata.name,
+            Candidates::Nodes(n) => &n[i].1.name,
         }
     }
 }
@@ -161,8 +207,8 @@ pub struct ExtenderArgs<'a> {
     pub candidates: Candidates<'a>,
 }
 
-/// Parses a filter or prioritize body.
-pub fn parse_args(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
+/// Parses a filter or prioritize body, keeping only the Node annotations in `keys` (all when empty).
+pub fn parse_args<'b>(body: &'b [u8], keys: &[&str]) -> Result<ExtenderArgs<'b>, ProtocolError> {
     let wire: ArgsWire<'_> =
         serde_json::from_slice(body).map_err(|e| ProtocolError::Json(e.to_string()))?;
     let pod_raw = wire
@@ -174,16 +220,13 @@ pub fn parse_args(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
     let candidates = match (wire.nodes, wire.node_names) {
         (Some(_), Some(_)) => return Err(ProtocolError::BothNodeForms),
         (None, None) => return Err(ProtocolError::NoNodes),
-        (None, Some(names)) => Candidates::Names(names),
+        (None, Some(names)) => Candidates::Names(names.into_iter().map(|n| n.0).collect()),
         (Some(list), None) => {
             let items = list.items.unwrap_or_default();
             let mut nodes = Vec::with_capacity(items.len());
             for (index, raw) in items.into_iter().enumerate() {
-                let summary: NodeSummary =
-                    serde_json::from_str(raw.get()).map_err(|e| ProtocolError::BadNode {
-                        index,
-                        message: e.to_string(),
-                    })?;
+                let summary = summarize_node(raw.get(), keys)
+                    .map_err(|message| ProtocolError::BadNode { index, message })?;
                 nodes.push((raw, summary));
             }
             Candidates::Nodes(nodes)
@@ -234,10 +277,220 @@ pub fn parse_bind(body: &[u8]) -> Result<BindArgs, ProtocolError> {
 }
 
 fn push_json_string(out: &mut String, s: &str) {
-    // serde_json's string escaping; writing to a String cannot fail.
-    if let Ok(quoted) = serde_json::to_string(s) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // the usual case (node names, constant messages): nothing to escape
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(quoted) = serde_json::to_string(s) {
         out.push_str(&quoted);
     }
+}
+
+/// A cursor over one Node object's JSON, which the `RawValue` pass has already validated.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        self.ws();
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!("expected '{}' at byte {}", byte as char, self.at))
+        }
+    }
+
+    /// Skips a string starting at the opening quote; returns its raw contents.
+    fn string(&mut self) -> Result<&'a str, String> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        while let Some(&b) = bytes.get(self.at) {
+            match b {
+                b'\\' => self.at += 2,
+                b'"' => {
+                    self.at += 1;
+                    return Ok(&self.text[start..self.at - 1]);
+                }
+                _ => self.at += 1,
+            }
+        }
+        Err("unterminated string".into())
+    }
+
+    /// A string value (after optional whitespace); its raw contents.
+    fn string_value(&mut self) -> Result<&'a str, String> {
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(format!("expected a string at byte {}", self.at));
+        }
+        self.string()
+    }
+
+    /// Skips any value; returns its slice.
+    fn value(&mut self) -> Result<&'a str, String> {
+        self.ws();
+        let start = self.at;
+        match self.peek() {
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                let bytes = self.text.as_bytes();
+                while let Some(&b) = bytes.get(self.at) {
+                    match b {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Ok(&self.text[start..self.at]);
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
+                return Err("unterminated object or array".into());
+            }
+            Some(_) => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                ) {
+                    self.at += 1;
+                }
+            }
+            None => return Err("unexpected end".into()),
+        }
+        Ok(&self.text[start..self.at])
+    }
+
+    /// Walks an object's members, calling `member(key, scan)` with the cursor on each value; the
+    /// callback consumes the value and returns false to stop early.
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&'a str, &mut Self) -> Result<bool, String>,
+    ) -> Result<(), String> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.expect(b':')?;
+            if !member(key, self)? {
+                return Ok(());
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(format!("expected ',' or '}}' at byte {}", self.at)),
+            }
+        }
+    }
+}
+
+/// A JSON string's raw contents, unescaped; borrowed when there is nothing to unescape.
+fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
+    if raw.contains('\\') {
+        serde_json::from_str::<String>(&format!("\"{raw}\""))
+            .map(Cow::Owned)
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(Cow::Borrowed(raw))
+    }
+}
+
+/// Reads a Node's name, the annotations in `keys` and its CPU and memory allocatable without
+/// parsing the rest (status.images, managedFields and the like are most of a Node's bytes): the
+/// members are walked, only those values are read (borrowed, not copied), and the walk stops once
+/// allocatable has been read. `keys` empty means every annotation.
+pub fn summarize_node<'a>(raw: &'a str, keys: &[&str]) -> Result<NodeRead<'a>, String> {
+    let mut node = NodeRead::default();
+    let mut scan = Scan { text: raw, at: 0 };
+    let string_at = |scan: &mut Scan<'a>, what: &str| -> Result<Cow<'a, str>, String> {
+        let raw = scan.string_value().map_err(|e| format!("{what}: {e}"))?;
+        unescape(raw).map_err(|e| format!("{what}: {e}"))
+    };
+    scan.object(|key, scan| {
+        match key {
+            "metadata" => scan.object(|key, scan| {
+                match key {
+                    "name" => node.name = string_at(scan, "metadata.name")?,
+                    "annotations" => scan.object(|k, scan| {
+                        if keys.is_empty() || keys.contains(&k) {
+                            let value = string_at(scan, "metadata.annotations")?;
+                            node.annotations.push((unescape(k)?, value));
+                        } else {
+                            scan.value()?;
+                        }
+                        Ok(true)
+                    })?,
+                    _ => {
+                        scan.value()?;
+                    }
+                }
+                Ok(true)
+            })?,
+            "status" => {
+                let mut done = false;
+                scan.object(|key, scan| {
+                    if key != "allocatable" {
+                        scan.value()?;
+                        return Ok(true);
+                    }
+                    scan.object(|k, scan| {
+                        match k {
+                            "cpu" => node.cpu = Some(string_at(scan, "status.allocatable.cpu")?),
+                            "memory" => {
+                                node.memory = Some(string_at(scan, "status.allocatable.memory")?)
+                            }
+                            _ => {
+                                scan.value()?;
+                            }
+                        }
+                        Ok(true)
+                    })?;
+                    done = true;
+                    Ok(false)
+                })?;
+                // once allocatable is read the rest of the Node does not matter
+                return Ok(!done);
+            }
+            _ => {
+                scan.value()?;
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(node)
 }
 
 fn push_failed(out: &mut String, failed: &[(&str, &str)]) {
@@ -251,6 +504,23 @@ fn push_failed(out: &mut String, failed: &[(&str, &str)]) {
         push_json_string(out, message);
     }
     out.push('}');
+}
+
+/// The end of an `ExtenderFilterResult` after its `Nodes`/`NodeNames` part.
+fn filter_tail(out: &mut String, failed: &[(&str, &str)]) {
+    out.push_str(",\"FailedNodes\":");
+    push_failed(out, failed);
+    out.push_str(",\"FailedAndUnresolvableNodes\":{},\"Error\":\"\"}");
+}
+
+/// The prefix of a non-cache filter answer, before the echoed Node objects.
+pub const NODES_PREFIX: &str = "{\"Nodes\":{\"metadata\":{},\"items\":[";
+
+/// The rest of a non-cache filter answer, after the echoed Node objects.
+pub fn nodes_suffix(failed: &[(&str, &str)]) -> String {
+    let mut out = String::from("]},\"NodeNames\":null");
+    filter_tail(&mut out, failed);
+    out
 }
 
 /// `ExtenderFilterResult` in the request's mode: `NodeNames` for names, `Nodes` (echoed bytes)
@@ -271,23 +541,21 @@ pub fn filter_response(
                 push_json_string(&mut out, &names[*idx]);
             }
             out.push(']');
+            filter_tail(&mut out, failed);
         }
         Candidates::Nodes(nodes) => {
             let bytes: usize = passed.iter().map(|i| nodes[*i].0.get().len() + 1).sum();
             out.reserve(bytes);
-            out.push_str("{\"Nodes\":{\"metadata\":{},\"items\":[");
+            out.push_str(NODES_PREFIX);
             for (i, idx) in passed.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 out.push_str(nodes[*idx].0.get());
             }
-            out.push_str("]},\"NodeNames\":null");
+            out.push_str(&nodes_suffix(failed));
         }
     }
-    out.push_str(",\"FailedNodes\":");
-    push_failed(&mut out, failed);
-    out.push_str(",\"FailedAndUnresolvableNodes\":{},\"Error\":\"\"}");
     out
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,15 +38,16 @@ fn neutral(outcome: &'static str, n: usize) -> Evaluation {
     }
 }
 
-fn allocatable_of(summary: &protocol::NodeSummary) -> Allocatable {
-    let a = &summary.status.allocatable;
+fn allocatable_of(node: &protocol::NodeRead<'_>) -> Allocatable {
     Allocatable {
-        cpu_millis: a
-            .get("cpu")
+        cpu_millis: node
+            .cpu
+            .as_deref()
             .and_then(|q| realload_common::quantity::cpu_millis(q).ok())
             .unwrap_or(0),
-        memory_bytes: a
-            .get("memory")
+        memory_bytes: node
+            .memory
+            .as_deref()
             .and_then(|q| realload_common::quantity::bytes(q).ok())
             .unwrap_or(0),
     }
@@ -66,27 +67,24 @@ pub fn evaluate(state: &State, args: &ExtenderArgs<'_>) -> Evaluation {
     let policy = state.policy();
     let now = state.clock.now();
     let index = state.index();
-    let assessments: Vec<NodeAssessment> = match &args.candidates {
+    // Judge each candidate as it is assessed: only the small judgement is kept.
+    let judged: Vec<scoring::Judgement> = match &args.candidates {
         Candidates::Names(names) => names
             .iter()
-            .map(|name| state.assess_known(&index, &policy, name, now))
+            .map(|name| state.judge_known(&index, &policy, name, now))
             .collect(),
         Candidates::Nodes(nodes) => nodes
             .iter()
-            .map(|(_, s)| {
-                state.assess_carried(
-                    &index,
+            .map(|(_, n)| {
+                scoring::judge(
                     &policy,
-                    &s.metadata.name,
-                    &s.metadata.annotations,
-                    allocatable_of(s),
-                    now,
+                    &state.assess_carried(&index, &policy, n, allocatable_of(n), now),
                 )
             })
             .collect(),
     };
     drop(index);
-    let decision = scoring::decide(&policy, &assessments);
+    let decision = scoring::decide_judged(&policy, judged);
     if decision.breaker_tripped {
         state.metrics.breaker_trips.inc();
         warn!(
@@ -135,37 +133,71 @@ async fn read_body(app: &AppState, request: Request) -> Result<axum::body::Bytes
         })
 }
 
-async fn filter(AxumState(app): AxumState<AppState>, request: Request) -> Response {
-    let started = Instant::now();
-    let body = match read_body(&app, request).await {
-        Ok(b) => b,
-        Err(e) => {
-            app.state
-                .metrics
-                .request("filter", "bad_request", started.elapsed().as_secs_f64());
-            return json(StatusCode::PAYLOAD_TOO_LARGE, protocol::filter_error(&e));
+/// A filter request body in, the status and response body out (the handler's whole work,
+/// without HTTP; benchmarks call it directly).
+/// The annotation keys the policy in force reads (all a non-cache request needs of a Node).
+fn annotation_keys(state: &State) -> Vec<String> {
+    state
+        .policy()
+        .metrics
+        .iter()
+        .map(|m| m.annotation.clone())
+        .collect()
+}
+
+/// A response body: one string, or chunks that reference the request's bytes (the echoed
+/// Node objects of a non-cache filter answer are never copied).
+pub enum Reply {
+    Text(String),
+    Chunks(Vec<Bytes>),
+}
+
+impl Reply {
+    pub fn len(&self) -> usize {
+        match self {
+            Reply::Text(t) => t.len(),
+            Reply::Chunks(c) => c.iter().map(Bytes::len).sum(),
         }
-    };
-    let args = match protocol::parse_args(&body) {
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Reply::Text(t) => Body::from(t),
+            Reply::Chunks(c) => Body::from_stream(futures::stream::iter(
+                c.into_iter().map(Ok::<_, std::io::Error>),
+            )),
+        }
+    }
+}
+
+pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode, Reply) {
+    let keys = annotation_keys(state);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let args = match protocol::parse_args(body, &keys) {
         Ok(a) => a,
         Err(e) => {
-            return bad_request(
-                &app,
+            let (status, text) = bad_request(
+                state,
                 "filter",
                 started,
                 &e,
                 protocol::filter_error(&format!("realload: {e}")),
             );
+            return (status, Reply::Text(text));
         }
     };
-    let eval = evaluate(&app.state, &args);
+    let eval = evaluate(state, &args);
     let mut passed = Vec::with_capacity(args.candidates.len());
     let mut messages: Vec<(usize, String)> = Vec::new();
     for (i, v) in eval.verdicts.iter().enumerate() {
         match v {
             FilterVerdict::Pass => passed.push(i),
             FilterVerdict::Reject { metric, .. } => {
-                app.state
+                state
                     .metrics
                     .filter_rejections
                     .get_or_create(&ReasonLabel {
@@ -180,30 +212,41 @@ async fn filter(AxumState(app): AxumState<AppState>, request: Request) -> Respon
         .iter()
         .map(|(i, m)| (args.candidates.name(*i), m.as_str()))
         .collect();
-    let response = protocol::filter_response(&args.candidates, &passed, &failed);
+    let reply = match &args.candidates {
+        Candidates::Nodes(nodes) => {
+            let mut chunks = Vec::with_capacity(passed.len() * 2 + 2);
+            chunks.push(Bytes::from_static(protocol::NODES_PREFIX.as_bytes()));
+            for (i, idx) in passed.iter().enumerate() {
+                if i > 0 {
+                    chunks.push(Bytes::from_static(b","));
+                }
+                chunks.push(body.slice_ref(nodes[*idx].0.get().as_bytes()));
+            }
+            chunks.push(Bytes::from(protocol::nodes_suffix(&failed)));
+            Reply::Chunks(chunks)
+        }
+        Candidates::Names(_) => Reply::Text(protocol::filter_response(
+            &args.candidates,
+            &passed,
+            &failed,
+        )),
+    };
     debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), passed = passed.len(), outcome = eval.outcome, "filter");
-    app.state
+    state
         .metrics
         .request("filter", eval.outcome, started.elapsed().as_secs_f64());
-    json(StatusCode::OK, response)
+    (StatusCode::OK, reply)
 }
 
-async fn prioritize(AxumState(app): AxumState<AppState>, request: Request) -> Response {
-    let started = Instant::now();
-    let body = match read_body(&app, request).await {
-        Ok(b) => b,
-        Err(e) => {
-            app.state
-                .metrics
-                .request("prioritize", "bad_request", started.elapsed().as_secs_f64());
-            return json(StatusCode::PAYLOAD_TOO_LARGE, protocol::bind_response(&e));
-        }
-    };
-    let args = match protocol::parse_args(&body) {
+/// A prioritize request body in, the status and response body out.
+pub fn prioritize_body(state: &State, body: &[u8], started: Instant) -> (StatusCode, String) {
+    let keys = annotation_keys(state);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let args = match protocol::parse_args(body, &keys) {
         Ok(a) => a,
         Err(e) => {
             return bad_request(
-                &app,
+                state,
                 "prioritize",
                 started,
                 &e,
@@ -211,29 +254,66 @@ async fn prioritize(AxumState(app): AxumState<AppState>, request: Request) -> Re
             );
         }
     };
-    let eval = evaluate(&app.state, &args);
+    let eval = evaluate(state, &args);
     let response = protocol::prioritize_response(
         (0..args.candidates.len()).map(|i| (args.candidates.name(i), eval.scores[i])),
     );
     debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), outcome = eval.outcome, "prioritize");
-    app.state
+    state
         .metrics
         .request("prioritize", eval.outcome, started.elapsed().as_secs_f64());
-    json(StatusCode::OK, response)
+    (StatusCode::OK, response)
+}
+
+async fn filter(AxumState(app): AxumState<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    match read_body(&app, request).await {
+        Ok(body) => {
+            let (status, reply) = filter_body(&app.state, &body, started);
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                reply.into_body(),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            app.state
+                .metrics
+                .request("filter", "bad_request", started.elapsed().as_secs_f64());
+            json(StatusCode::PAYLOAD_TOO_LARGE, protocol::filter_error(&e))
+        }
+    }
+}
+
+async fn prioritize(AxumState(app): AxumState<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    match read_body(&app, request).await {
+        Ok(body) => {
+            let (status, text) = prioritize_body(&app.state, &body, started);
+            json(status, text)
+        }
+        Err(e) => {
+            app.state
+                .metrics
+                .request("prioritize", "bad_request", started.elapsed().as_secs_f64());
+            json(StatusCode::PAYLOAD_TOO_LARGE, protocol::bind_response(&e))
+        }
+    }
 }
 
 fn bad_request(
-    app: &AppState,
+    state: &State,
     verb: &str,
     started: Instant,
     e: &ProtocolError,
     body: String,
-) -> Response {
+) -> (StatusCode, String) {
     warn!(verb, error = %e, "rejected a malformed request");
-    app.state
+    state
         .metrics
         .request(verb, "bad_request", started.elapsed().as_secs_f64());
-    json(StatusCode::BAD_REQUEST, body)
+    (StatusCode::BAD_REQUEST, body)
 }
 
 async fn bind(AxumState(app): AxumState<AppState>, request: Request) -> Response {
@@ -245,13 +325,14 @@ async fn bind(AxumState(app): AxumState<AppState>, request: Request) -> Response
     let args = match protocol::parse_bind(&body) {
         Ok(a) => a,
         Err(e) => {
-            return bad_request(
-                &app,
+            let (status, text) = bad_request(
+                &app.state,
                 "bind",
                 started,
                 &e,
                 protocol::bind_response(&format!("realload: {e}")),
             );
+            return json(status, text);
         }
     };
     let client = app.binder.as_ref().and_then(|b| b.client.clone());

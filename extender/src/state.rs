@@ -1,19 +1,21 @@
 //! The extender's in-memory state: the Node index (readings parsed when a watch event arrives),
 //! the ledger of recently bound pods (the hot-spot estimate), the policy in force and the clock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use realload_common::objects::{NodeView, bound_pod, parse_readings, pod_requests};
+use realload_common::objects::{NodeView, bound_pod, pod_requests};
 use realload_common::policy::Policy;
 use realload_common::reading::RawReading;
 use realload_common::runtime::Readiness;
 use realload_common::scoring::{self, Allocatable, BoundPod, NodeAssessment};
 
 use crate::metrics::Metrics;
+
+/// Node names are keys of the per-request lookups: a fast hash matters at 5,000 candidates.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Where "now" comes from: the system clock, or a fixed instant (`--now`, snapshot mode).
 #[derive(Debug, Clone, Copy)]
@@ -31,17 +33,12 @@ impl Clock {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct LedgerPod {
-    uid: String,
-    pod: BoundPod,
-}
-
 /// Pods bound to each node that its newest valid reading may not cover yet. Bounded by the
 /// binding rate over the longest max age, not by cluster size.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    by_node: HashMap<String, Vec<LedgerPod>>,
+    /// Per node: the pods' uids and, in the same order, their records.
+    by_node: HashMap<String, (Vec<String>, Vec<BoundPod>)>,
     node_of: HashMap<String, String>,
 }
 
@@ -54,31 +51,33 @@ impl Ledger {
         self.node_of.is_empty()
     }
 
-    pub fn pods_on(&self, node: &str) -> Vec<BoundPod> {
+    pub fn node_of(&self, uid: &str) -> Option<&str> {
+        self.node_of.get(uid).map(String::as_str)
+    }
+
+    pub fn pods_on(&self, node: &str) -> &[BoundPod] {
         self.by_node
             .get(node)
-            .map(|pods| pods.iter().map(|p| p.pod).collect())
-            .unwrap_or_default()
+            .map_or(&[], |(_, pods)| pods.as_slice())
     }
 
     pub fn insert(&mut self, uid: &str, node: &str, pod: BoundPod) {
         self.remove(uid);
-        self.by_node
-            .entry(node.to_string())
-            .or_default()
-            .push(LedgerPod {
-                uid: uid.to_string(),
-                pod,
-            });
+        let (uids, pods) = self.by_node.entry(node.to_string()).or_default();
+        uids.push(uid.to_string());
+        pods.push(pod);
         self.node_of.insert(uid.to_string(), node.to_string());
     }
 
     pub fn remove(&mut self, uid: &str) {
         if let Some(node) = self.node_of.remove(uid)
-            && let Some(pods) = self.by_node.get_mut(&node)
+            && let Some((uids, pods)) = self.by_node.get_mut(&node)
         {
-            pods.retain(|p| p.uid != uid);
-            if pods.is_empty() {
+            if let Some(i) = uids.iter().position(|u| u == uid) {
+                uids.swap_remove(i);
+                pods.swap_remove(i);
+            }
+            if uids.is_empty() {
                 self.by_node.remove(&node);
             }
         }
@@ -86,18 +85,21 @@ impl Ledger {
 
     /// Drops the node's pods bound at or before `covered`.
     fn prune_node(&mut self, node: &str, covered: Timestamp) {
-        if let Some(pods) = self.by_node.get_mut(node) {
-            let node_of = &mut self.node_of;
-            pods.retain(|p| {
-                let keep = p.pod.bound_at > covered;
-                if !keep {
-                    node_of.remove(&p.uid);
-                }
-                keep
-            });
-            if pods.is_empty() {
-                self.by_node.remove(node);
+        let Some((uids, pods)) = self.by_node.get_mut(node) else {
+            return;
+        };
+        let mut i = 0;
+        while i < pods.len() {
+            if pods[i].bound_at > covered {
+                i += 1;
+            } else {
+                self.node_of.remove(&uids[i]);
+                uids.swap_remove(i);
+                pods.swap_remove(i);
             }
+        }
+        if uids.is_empty() {
+            self.by_node.remove(node);
         }
     }
 
@@ -110,9 +112,54 @@ impl Ledger {
 pub struct Index {
     pub nodes: HashMap<String, NodeView>,
     pub ledger: Ledger,
+    /// Per node, its last judgement and the span of time in which it holds (no reading changes
+    /// class in it). Cleared for a node whenever its readings or its ledger pods change, and for
+    /// all on a policy reload.
+    judged: HashMap<String, std::sync::Mutex<Option<CachedJudgement>>>,
     /// Objects collected during a watcher's initial list, swapped in when it completes.
     pending_nodes: Option<HashMap<String, NodeView>>,
     pending_ledger: Option<Ledger>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedJudgement {
+    judgement: scoring::Judgement,
+    from: Timestamp,
+    until: Timestamp,
+}
+
+/// The span around `now` in which no reading of the node changes class (valid, stale, future).
+fn stable_span(policy: &Policy, readings: &[RawReading], now: Timestamp) -> (Timestamp, Timestamp) {
+    let one = SignedDuration::from_nanos(1);
+    let (mut from, mut until) = (Timestamp::MIN, Timestamp::MAX);
+    for (spec, r) in policy.metrics.iter().zip(readings) {
+        let RawReading::Parsed(reading) = r else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            reading.sampled_at.checked_sub(spec.max_age),
+            reading.sampled_at.checked_add(spec.max_age),
+        ) else {
+            continue;
+        };
+        if now < start {
+            until = until.min(start - one);
+        } else if now > end {
+            from = from.max(end + one);
+        } else {
+            from = from.max(start);
+            until = until.min(end);
+        }
+    }
+    (from, until)
+}
+
+impl Index {
+    fn forget(&mut self, node: &str) {
+        if let Some(m) = self.judged.get_mut(node) {
+            *m.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
 }
 
 pub struct State {
@@ -183,6 +230,9 @@ impl State {
             for view in index.nodes.values_mut() {
                 view.reparse(&policy);
             }
+            for m in index.judged.values_mut() {
+                *m.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
         *write(&self.policy) = policy;
     }
@@ -227,6 +277,9 @@ impl State {
         }
         let covered = covered_until(&policy, &view.readings, now);
         index.ledger.prune_node(&view.name, covered);
+        index
+            .judged
+            .insert(view.name.clone(), std::sync::Mutex::new(None));
         index.nodes.insert(view.name.clone(), view);
     }
 
@@ -234,6 +287,7 @@ impl State {
         if let Some(name) = node.metadata.name.as_deref() {
             let mut index = write(&self.index);
             index.nodes.remove(name);
+            index.judged.remove(name);
             if let Some(pending) = index.pending_nodes.as_mut() {
                 pending.remove(name);
             }
@@ -241,13 +295,17 @@ impl State {
     }
 
     pub fn nodes_init(&self) {
-        write(&self.index).pending_nodes = Some(HashMap::new());
+        write(&self.index).pending_nodes = Some(HashMap::default());
     }
 
     pub fn nodes_init_done(&self) {
         {
             let mut index = write(&self.index);
             if let Some(pending) = index.pending_nodes.take() {
+                index.judged = pending
+                    .keys()
+                    .map(|k| (k.clone(), std::sync::Mutex::new(None)))
+                    .collect();
                 index.nodes = pending;
             }
         }
@@ -288,15 +346,22 @@ impl State {
             Some(pending) => pending,
             None => &mut index.ledger,
         };
-        match entry {
-            Some((uid, node, bound)) => ledger.insert(&uid, &node, bound),
+        let before = ledger.node_of(&uid).map(str::to_string);
+        match &entry {
+            Some((uid, node, bound)) => ledger.insert(uid, node, *bound),
             None => ledger.remove(&uid),
+        }
+        for node in before.iter().chain(entry.as_ref().map(|(_, n, _)| n)) {
+            index.forget(node);
         }
     }
 
     pub fn delete_pod(&self, pod: &Pod) {
         if let Some(uid) = pod.metadata.uid.as_deref() {
             let mut index = write(&self.index);
+            if let Some(node) = index.ledger.node_of(uid).map(str::to_string) {
+                index.forget(&node);
+            }
             index.ledger.remove(uid);
             if let Some(pending) = index.pending_ledger.as_mut() {
                 pending.remove(uid);
@@ -313,6 +378,9 @@ impl State {
             let mut index = write(&self.index);
             if let Some(pending) = index.pending_ledger.take() {
                 index.ledger = pending;
+                for m in index.judged.values_mut() {
+                    *m.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+                }
             }
         }
         self.pods_synced.store(true, Ordering::SeqCst);
@@ -327,7 +395,9 @@ impl State {
             cpu_millis: requests.cpu_millis,
             memory_bytes: requests.memory_bytes,
         };
-        write(&self.index).ledger.insert(uid, node, bound);
+        let mut index = write(&self.index);
+        index.ledger.insert(uid, node, bound);
+        index.forget(node);
     }
 
     /// Loads a snapshot: nodes and their pods, then marks everything synced.
@@ -357,11 +427,45 @@ impl State {
                 .unwrap_or_default();
             let covered = covered_until(&policy, &readings, now);
             index.ledger.prune_node(&node, covered);
+            index.forget(&node);
         }
         index.ledger.len()
     }
 
     // ---- decisions --------------------------------------------------------------------------
+
+    /// The filter verdict and score of one indexed node, from its cache while no reading has
+    /// changed class and neither its readings nor its ledger pods have changed.
+    pub fn judge_known(
+        &self,
+        index: &Index,
+        policy: &Policy,
+        name: &str,
+        now: Timestamp,
+    ) -> scoring::Judgement {
+        let Some(slot) = index.judged.get(name) else {
+            return scoring::judge(policy, &self.assess_known(index, policy, name, now));
+        };
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = slot.as_ref()
+            && c.from <= now
+            && now <= c.until
+        {
+            return c.judgement.clone();
+        }
+        let judgement = scoring::judge(policy, &self.assess_known(index, policy, name, now));
+        let readings = index
+            .nodes
+            .get(name)
+            .map_or(&[][..], |v| v.readings.as_slice());
+        let (from, until) = stable_span(policy, readings, now);
+        *slot = Some(CachedJudgement {
+            judgement: judgement.clone(),
+            from,
+            until,
+        });
+        judgement
+    }
 
     /// Judges one node from the index; a name the index does not know is an unknown node.
     pub fn assess_known(
@@ -373,10 +477,8 @@ impl State {
     ) -> NodeAssessment {
         let pods = index.ledger.pods_on(name);
         match index.nodes.get(name) {
-            Some(view) => {
-                scoring::assess_node(policy, &view.readings, &pods, view.allocatable, now)
-            }
-            None => scoring::assess_node(policy, &[], &pods, Allocatable::default(), now),
+            Some(view) => scoring::assess_node(policy, &view.readings, pods, view.allocatable, now),
+            None => scoring::assess_node(policy, &[], pods, Allocatable::default(), now),
         }
     }
 
@@ -385,14 +487,28 @@ impl State {
         &self,
         index: &Index,
         policy: &Policy,
-        name: &str,
-        annotations: &std::collections::BTreeMap<String, String>,
+        node: &crate::protocol::NodeRead<'_>,
         allocatable: Allocatable,
         now: Timestamp,
     ) -> NodeAssessment {
-        let readings = parse_readings(annotations, policy);
-        let pods = index.ledger.pods_on(name);
-        scoring::assess_node(policy, &readings, &pods, allocatable, now)
+        let readings: smallvec::SmallVec<[RawReading; 4]> = policy
+            .metrics
+            .iter()
+            .map(|m| {
+                RawReading::from_annotation(
+                    node.annotation(&m.annotation),
+                    m.format,
+                    &policy.crane_timezone,
+                )
+            })
+            .collect();
+        scoring::assess_node(
+            policy,
+            &readings,
+            index.ledger.pods_on(&node.name),
+            allocatable,
+            now,
+        )
     }
 }
 
@@ -481,6 +597,38 @@ mod tests {
         assert!(s.readiness.is_ready());
         s.mark_unsynced(false, true);
         assert!(!s.readiness.is_ready() && !s.synced());
+    }
+
+    #[test]
+    fn cached_judgements_follow_time_readings_and_bindings() {
+        let s = state("2026-11-22T01:05:00Z");
+        s.load_snapshot(&[node("n1", "2026-11-22T01:04:00Z", 0.9)], &[]);
+        let p = s.policy();
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let first = s.judge_known(&s.index(), &p, "n1", at("2026-11-22T01:05:00Z"));
+        assert!(!first.verdict.passes());
+        // still within max age: the same answer (from the cache)
+        assert_eq!(
+            s.judge_known(&s.index(), &p, "n1", at("2026-11-22T01:06:30Z")),
+            first
+        );
+        // past max age the reading is stale: the node is unknown and passes
+        let later = s.judge_known(&s.index(), &p, "n1", at("2026-11-22T01:07:01Z"));
+        assert!(!later.known && later.verdict.passes());
+        // a binding changes the estimate at once
+        s.load_snapshot(&[node("n1", "2026-11-22T01:04:00Z", 0.5)], &[]);
+        let before = s.judge_known(&s.index(), &p, "n1", at("2026-11-22T01:05:00Z"));
+        s.apply_pod(&pod("new", "n1", "2026-11-22T01:04:30Z"));
+        let after = s.judge_known(&s.index(), &p, "n1", at("2026-11-22T01:05:00Z"));
+        assert!(after.score < before.score);
+        // and equals what a fresh assessment says
+        assert_eq!(
+            after,
+            scoring::judge(
+                &p,
+                &s.assess_known(&s.index(), &p, "n1", at("2026-11-22T01:05:00Z"))
+            )
+        );
     }
 
     #[test]

@@ -4,3 +4,4 @@
 
 pub mod apisim;
 pub mod kustomize;
+pub mod synth;

@@ -1,17 +1,21 @@
 use super::*;
 
+fn parse_args_all(body: &[u8]) -> Result<ExtenderArgs<'_>, ProtocolError> {
+    parse_args(body, &[])
+}
+
 const FILTER_NOCACHE: &str = include_str!("../../tests/fixtures/filter-nocache.json");
 const BIND: &str = include_str!("../../tests/fixtures/bind.json");
 
 #[test]
 fn parses_the_real_non_cache_body_and_echoes_nodes_byte_for_byte() {
-    let args = parse_args(FILTER_NOCACHE.as_bytes()).unwrap();
+    let args = parse_args_all(FILTER_NOCACHE.as_bytes()).unwrap();
     assert_eq!(args.pod.display_name(), "default/low-1");
     let Candidates::Nodes(nodes) = &args.candidates else {
         panic!("expected Nodes mode");
     };
     assert_eq!(nodes.len(), 2);
-    assert_eq!(nodes[0].1.metadata.name, "fake-node-1");
+    assert_eq!(nodes[0].1.name, "fake-node-1");
     let response = filter_response(
         &args.candidates,
         &[1],
@@ -37,7 +41,7 @@ fn cache_mode_answers_with_names_only() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let cache = serde_json::json!({"Pod": v["Pod"], "Nodes": null, "NodeNames": ["a", "b\"q"]});
     let text = serde_json::to_string(&cache).unwrap();
-    let args = parse_args(text.as_bytes()).unwrap();
+    let args = parse_args_all(text.as_bytes()).unwrap();
     assert!(matches!(args.candidates, Candidates::Names(ref n) if n.len() == 2));
     let response = filter_response(&args.candidates, &[0, 1], &[]);
     assert_eq!(
@@ -48,13 +52,13 @@ fn cache_mode_answers_with_names_only() {
 
 #[test]
 fn lowercase_keys_are_accepted_too() {
-    let args = parse_args(br#"{"pod":{"metadata":{"name":"p"}},"nodenames":["a"]}"#).unwrap();
+    let args = parse_args_all(br#"{"pod":{"metadata":{"name":"p"}},"nodenames":["a"]}"#).unwrap();
     assert_eq!(args.candidates.len(), 1);
 }
 
 #[test]
 fn bad_requests_name_the_problem() {
-    let e = |b: &str| parse_args(b.as_bytes()).err().unwrap();
+    let e = |b: &str| parse_args_all(b.as_bytes()).err().unwrap();
     assert!(matches!(e("{"), ProtocolError::Json(_)));
     assert_eq!(
         e(r#"{"Nodes":null,"NodeNames":["a"]}"#),
@@ -118,4 +122,43 @@ fn prioritize_and_bind_shapes() {
     let e: serde_json::Value = serde_json::from_str(&filter_error("not \"ok\"")).unwrap();
     assert_eq!(e["Error"], "not \"ok\"");
     assert_eq!(e["NodeNames"], serde_json::Value::Null);
+}
+
+#[test]
+fn the_node_scanner_reads_what_serde_reads() {
+    let original: serde_json::Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
+    for item in original["Nodes"]["items"].as_array().unwrap() {
+        let mut item = item.clone();
+        item["metadata"]["annotations"] = serde_json::json!({"realload.io/cpu-avg-5m": "0.5,2026-11-22T01:00:00Z", "x\"y": "a}b{c]"});
+        item["spec"] = serde_json::json!({"taints": [{"key": "k\\", "effect": "NoSchedule"}], "n": [1, 2.5e3, null, true]});
+        let text = serde_json::to_string_pretty(&item).unwrap();
+        let fast = summarize_node(&text, &[]).unwrap();
+        let slow: NodeSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(fast.name, slow.metadata.name);
+        let fast_annotations: BTreeMap<String, String> = fast
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fast_annotations, slow.metadata.annotations);
+        assert_eq!(
+            fast.cpu.as_deref(),
+            slow.status.allocatable.get("cpu").map(String::as_str)
+        );
+        assert_eq!(
+            fast.memory.as_deref(),
+            slow.status.allocatable.get("memory").map(String::as_str)
+        );
+        assert!(fast.cpu.is_some());
+    }
+    assert!(
+        summarize_node("{\"metadata\": {\"name\": 3}}", &[])
+            .unwrap_err()
+            .contains("metadata")
+    );
+    assert_eq!(summarize_node("{}", &[]).unwrap().name, "");
+    let only = summarize_node(r#"{"metadata":{"name":"n","annotations":{"a":"1","b":"2"}},"status":{"allocatable":{"cpu":"2","pods":"110"}}}"#, &["b"]).unwrap();
+    assert_eq!(only.annotations.len(), 1);
+    assert_eq!(only.cpu.as_deref(), Some("2"));
+    assert_eq!(only.memory, None);
 }

@@ -1,0 +1,99 @@
+//! One collector cycle for 5,000 nodes with a scripted Prometheus answer: parsing the four
+//! query results and planning the patches, with 0%, 10% and 100% of the readings moved beyond
+//! the deadband. The number of patches is printed once per case.
+//!
+//! cargo bench -p realload-extender --bench collector
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks: failing loudly is right
+
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use k8s_openapi::api::core::v1::Node;
+use realload_common::objects::NodeView;
+use realload_common::policy::Policy;
+use realload_extender::collect::plan::{self, MetricResult};
+use realload_extender::collect::prometheus::parse_query_response;
+use realload_tests::synth::{self, Spec};
+use serde_json::json;
+
+const NODES: usize = 5_000;
+
+/// A `/api/v1/query` answer for one metric: each node's current value, moved by `delta` for the
+/// first `changed` nodes.
+fn answer(views: &[NodeView], annotation: &str, changed: usize, delta: f64, at: i64) -> String {
+    let result: Vec<serde_json::Value> = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let current: f64 = v.annotations[annotation].split(',').next().unwrap().parse().unwrap();
+            let value = if i < changed { (current + delta).min(1.0) } else { current };
+            json!({"metric": {"instance": format!("{}:9100", v.internal_ip.clone().unwrap()), "job": "node"}, "value": [at, value.to_string()]})
+        })
+        .collect();
+    json!({"status": "success", "data": {"resultType": "vector", "result": result}}).to_string()
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = Policy::default();
+    let spec = Spec::new(NODES, 0);
+    let nodes: Vec<Node> = synth::nodes(&spec)
+        .into_iter()
+        .map(|n| serde_json::from_value(n).unwrap())
+        .collect();
+    let views: Vec<NodeView> = nodes
+        .iter()
+        .map(|n| NodeView::from_node(n, &policy))
+        .collect();
+    let current: HashMap<String, BTreeMap<String, String>> = views
+        .iter()
+        .map(|v| (v.name.clone(), v.annotations.clone()))
+        .collect();
+    // 30 s after the annotations' sample time: nothing is near going stale
+    let at = "2026-11-22T01:05:00Z".parse::<jiff::Timestamp>().unwrap();
+    let next = at + jiff::SignedDuration::from_mins(1);
+    let mut group = c.benchmark_group("collector/cycle/5000");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for (label, changed) in [("0pct", 0), ("10pct", NODES / 10), ("100pct", NODES)] {
+        let bodies: Vec<(String, String)> = policy
+            .metrics
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    answer(&views, &m.annotation, changed, 0.05, at.as_second()),
+                )
+            })
+            .collect();
+        let cycle = || {
+            let results: BTreeMap<String, MetricResult> = bodies
+                .iter()
+                .map(|(name, body)| {
+                    (
+                        name.clone(),
+                        MetricResult::Series(
+                            parse_query_response(body.as_bytes(), "instance").unwrap(),
+                        ),
+                    )
+                })
+                .collect();
+            plan::plan(&policy, &views, &current, &results, next)
+        };
+        let p = cycle();
+        println!(
+            "collector/cycle/5000/{label}: {} patches, {} suppressed, {} skipped",
+            p.patches.len(),
+            p.suppressed,
+            p.skipped.len()
+        );
+        group.bench_function(BenchmarkId::new("parse+plan", label), |b| {
+            b.iter(|| black_box(cycle()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,125 @@
+//! The descheduler against the API simulator at scale: 5,000 nodes and 150,000 pods, 2% of nodes
+//! hot. It runs `realload-descheduler --dry-run` as a process and reports its wall time, its peak
+//! RSS (VmHWM, sampled from /proc while it runs), the API requests it made and the bytes it
+//! listed. The floor for "bytes listed" is one full list of all pods, measured in the same run.
+//!
+//! cargo build --release -p realload-descheduler -p realload-tests
+//! target/release/deschedbench --descheduler target/release/realload-descheduler
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: failing loudly is right
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use realload_tests::apisim::ApiSim;
+use realload_tests::synth::{self, Spec};
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut binary = PathBuf::from("target/release/realload-descheduler");
+    let (mut nodes, mut pods) = (5_000usize, 150_000usize);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--descheduler" => binary = PathBuf::from(it.next().unwrap()),
+            "--nodes" => nodes = it.next().unwrap().parse().unwrap(),
+            "--pods" => pods = it.next().unwrap().parse().unwrap(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    let mut spec = Spec::new(nodes, pods);
+    // sample times relative to the real clock: the descheduler runs live
+    spec.sampled_at = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(30))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let list = synth::snapshot(&spec);
+    let sim = ApiSim::start().await.unwrap();
+    let seeded = sim.seed_list(&list).unwrap();
+    drop(list);
+    let dir = std::env::temp_dir().join(format!("realload-deschedbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+
+    // floor: one plain list of every pod, as a naive descheduler would do
+    let client = sim.client();
+    let all_pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client);
+    sim.clear_requests();
+    let t = Instant::now();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = kube::api::ListParams::default().limit(500);
+        if let Some(c) = &token {
+            lp = lp.continue_token(c);
+        }
+        let page = all_pods.list(&lp).await.unwrap();
+        token = page.metadata.continue_.filter(|c| !c.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    let naive_time = t.elapsed();
+    let naive_bytes: usize = sim.requests().iter().map(|r| r.response_bytes).sum();
+    sim.clear_requests();
+
+    let started = Instant::now();
+    let mut child = Command::new(&binary)
+        .args(["--dry-run", "--output", "json", "--log-level", "warn"])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the descheduler (build it with --release first)");
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let requests = sim.requests();
+    let listed: usize = requests
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.response_bytes)
+        .sum();
+    let pod_lists = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/pods"))
+        .count();
+    println!(
+        "| cluster | objects seeded | hot nodes | evictions planned | wall time | peak RSS | API requests | pod list requests | bytes read | naive full pod list |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {nodes} nodes / {pods} pods | {seeded} | {} | {} | {:.0} ms | {:.1} MiB | {} | {} | {:.1} MiB | {:.1} MiB in {:.0} ms |",
+        report["hotNodes"].as_array().map_or(0, Vec::len),
+        report["evictions"].as_array().map_or(0, Vec::len),
+        elapsed.as_secs_f64() * 1000.0,
+        peak as f64 / 1024.0,
+        requests.len(),
+        pod_lists,
+        listed as f64 / (1024.0 * 1024.0),
+        naive_bytes as f64 / (1024.0 * 1024.0),
+        naive_time.as_secs_f64() * 1000.0,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
