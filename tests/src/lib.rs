@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod apisim;
+pub mod dq;
 pub mod kustomize;
 pub mod synth;
