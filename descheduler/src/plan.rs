@@ -249,8 +249,39 @@ struct Owner {
     ready_replicas: i32,
 }
 
+/// The workload objects by namespace and name, built once per plan (a cluster has tens of
+/// thousands of ReplicaSets: no linear search per pod).
+struct Owners<'a> {
+    replica_sets: HashMap<(&'a str, &'a str), &'a ReplicaSet>,
+    deployments: HashMap<(&'a str, &'a str), &'a Deployment>,
+    stateful_sets: HashMap<(&'a str, &'a str), &'a StatefulSet>,
+}
+
+fn by_name<T>(items: &[T]) -> HashMap<(&str, &str), &T>
+where
+    T: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+{
+    items
+        .iter()
+        .filter_map(|i| {
+            let m = i.metadata();
+            Some(((m.namespace.as_deref()?, m.name.as_deref()?), i))
+        })
+        .collect()
+}
+
+impl<'a> Owners<'a> {
+    fn new(inputs: &Inputs<'a>) -> Self {
+        Owners {
+            replica_sets: by_name(inputs.replica_sets),
+            deployments: by_name(inputs.deployments),
+            stateful_sets: by_name(inputs.stateful_sets),
+        }
+    }
+}
+
 /// Resolves a pod's workload, or why it has none realload may touch.
-fn owner_of(inputs: &Inputs<'_>, pod: &Pod) -> Result<Owner, String> {
+fn owner_of(inputs: &Inputs<'_>, owners: &Owners<'_>, pod: &Pod) -> Result<Owner, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let Some(controller) = pod
         .metadata
@@ -263,13 +294,9 @@ fn owner_of(inputs: &Inputs<'_>, pod: &Pod) -> Result<Owner, String> {
     };
     match controller.kind.as_str() {
         "ReplicaSet" => {
-            let rs = inputs
+            let rs = owners
                 .replica_sets
-                .iter()
-                .find(|r| {
-                    r.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && r.metadata.name.as_deref() == Some(controller.name.as_str())
-                })
+                .get(&(ns.as_str(), controller.name.as_str()))
                 .ok_or_else(|| format!("owner ReplicaSet {} not found", controller.name))?;
             let Some(dep_ref) = rs
                 .metadata
@@ -283,18 +310,14 @@ fn owner_of(inputs: &Inputs<'_>, pod: &Pod) -> Result<Owner, String> {
                     controller.name
                 ));
             };
-            let dep = inputs
+            let dep = owners
                 .deployments
-                .iter()
-                .find(|d| {
-                    d.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && d.metadata.name.as_deref() == Some(dep_ref.name.as_str())
-                })
+                .get(&(ns.as_str(), dep_ref.name.as_str()))
                 .ok_or_else(|| format!("owner Deployment {} not found", dep_ref.name))?;
             Ok(Owner {
                 key: WorkloadKey {
                     kind: "Deployment".into(),
-                    namespace: ns,
+                    namespace: ns.clone(),
                     name: dep_ref.name.clone(),
                 },
                 ready_replicas: dep
@@ -311,18 +334,14 @@ fn owner_of(inputs: &Inputs<'_>, pod: &Pod) -> Result<Owner, String> {
                     controller.name
                 ));
             }
-            let sts = inputs
+            let sts = owners
                 .stateful_sets
-                .iter()
-                .find(|s| {
-                    s.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && s.metadata.name.as_deref() == Some(controller.name.as_str())
-                })
+                .get(&(ns.as_str(), controller.name.as_str()))
                 .ok_or_else(|| format!("owner StatefulSet {} not found", controller.name))?;
             Ok(Owner {
                 key: WorkloadKey {
                     kind: "StatefulSet".into(),
-                    namespace: ns,
+                    namespace: ns.clone(),
                     name: controller.name.clone(),
                 },
                 ready_replicas: sts
@@ -355,7 +374,12 @@ fn covering_pdbs<'p>(pdbs: &'p [PodDisruptionBudget], pod: &Pod) -> Vec<&'p PodD
 
 /// Why a pod may not be evicted, checking every rule that does not depend on the rest of the
 /// plan; `Ok` carries its workload.
-fn eligibility(inputs: &Inputs<'_>, pod: &Pod, requests: Requests) -> Result<WorkloadKey, String> {
+fn eligibility(
+    inputs: &Inputs<'_>,
+    owners: &Owners<'_>,
+    pod: &Pod,
+    requests: Requests,
+) -> Result<WorkloadKey, String> {
     let d = &inputs.policy.descheduler;
     let phase = pod
         .status
@@ -387,7 +411,7 @@ fn eligibility(inputs: &Inputs<'_>, pod: &Pod, requests: Requests) -> Result<Wor
     {
         return Err(format!("annotated {EVICT_ANNOTATION}=false"));
     }
-    let owner = owner_of(inputs, pod)?;
+    let owner = owner_of(inputs, owners, pod)?;
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let identities = [
         labels.get("app").cloned(),
@@ -460,6 +484,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let policy = inputs.policy;
     let d = &policy.descheduler;
     let mut out = Plan::default();
+    let owners = Owners::new(inputs);
 
     let mut hot: Vec<(&NodeView, f64)> = inputs
         .nodes
@@ -521,7 +546,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     .push(skip(format!("node {} whitelisted ({entry})", node.name)));
                 continue;
             }
-            let workload = match eligibility(inputs, pod, requests) {
+            let workload = match eligibility(inputs, &owners, pod, requests) {
                 Ok(w) => w,
                 Err(reason) => {
                     out.skipped.push(skip(reason));

@@ -47,8 +47,28 @@ pub struct ReadingCell {
     pub ratio: Option<f64>,
     pub quality: Quality,
     pub age_seconds: Option<i64>,
-    pub estimated: Option<f64>,
     pub reason: Option<String>,
+    /// The hot-spot share added to this metric.
+    pub hotspot: f64,
+    pub estimated: Option<f64>,
+}
+
+/// Each of a node's readings with its quality, age, reason and estimate (explain and /debug/nodes).
+pub fn reading_cells(policy: &Policy, a: &NodeAssessment) -> Vec<ReadingCell> {
+    policy
+        .metrics
+        .iter()
+        .zip(&a.metrics)
+        .map(|(spec, m)| ReadingCell {
+            metric: spec.name.clone(),
+            ratio: m.assessed.reading().map(|r| r.ratio),
+            quality: m.quality(),
+            age_seconds: m.assessed.age().map(|d| d.as_secs()),
+            reason: m.assessed.reason(spec.max_age, spec.floor),
+            hotspot: m.hotspot,
+            estimated: m.estimated,
+        })
+        .collect()
 }
 
 /// Ranks every indexed node for `pod` exactly as the extender's filter and prioritize would
@@ -98,19 +118,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
                 known: a.known,
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
-                readings: policy
-                    .metrics
-                    .iter()
-                    .zip(&a.metrics)
-                    .map(|(spec, m)| ReadingCell {
-                        metric: spec.name.clone(),
-                        ratio: m.assessed.reading().map(|r| r.ratio),
-                        quality: m.quality(),
-                        age_seconds: m.assessed.age().map(|d| d.as_secs()),
-                        estimated: m.estimated,
-                        reason: m.assessed.reason(spec.max_age, spec.floor),
-                    })
-                    .collect(),
+                readings: reading_cells(&policy, a),
                 notes,
             }
         })

@@ -230,6 +230,17 @@ fn spawn_tls_reload(
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
+/// Connections that do not send their request headers in time are closed.
+fn limit_header_reads(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeout: Duration,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout);
+}
+
 pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let policy = load_policy(args.policy.policy.as_deref())?;
     let (state, client) = build_state(
@@ -303,20 +314,12 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
                 shutdown.clone(),
             );
             let mut server = axum_server::bind_rustls(args.listen, config).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(args.header_read_timeout);
+            limit_header_reads(server.http_builder(), args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }
         _ => {
             let mut server = axum_server::bind(args.listen).handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(args.header_read_timeout);
+            limit_header_reads(server.http_builder(), args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }
     }

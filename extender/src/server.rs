@@ -11,7 +11,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::Pod;
-use realload_common::reading::Quality;
 use realload_common::runtime::admin_router;
 use realload_common::scoring::{self, Allocatable, FilterVerdict, NEUTRAL_SCORE, NodeAssessment};
 use serde::Serialize;
@@ -391,24 +390,12 @@ async fn bind(AxumState(app): AxumState<AppState>, request: Request) -> Response
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct DebugReading {
-    metric: String,
-    ratio: Option<f64>,
-    quality: Quality,
-    age_seconds: Option<i64>,
-    reason: Option<String>,
-    hotspot: f64,
-    estimated: Option<f64>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct DebugNode {
     name: String,
     known: bool,
     ready: bool,
     unschedulable: bool,
-    readings: Vec<DebugReading>,
+    readings: Vec<crate::explain::ReadingCell>,
     hotspot_cpu: f64,
     hotspot_memory: f64,
     ledger_pods: usize,
@@ -453,20 +440,7 @@ async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response {
                 known: a.known,
                 ready: view.is_some_and(|v| v.ready),
                 unschedulable: view.is_some_and(|v| v.unschedulable),
-                readings: policy
-                    .metrics
-                    .iter()
-                    .zip(&a.metrics)
-                    .map(|(spec, m)| DebugReading {
-                        metric: spec.name.clone(),
-                        ratio: m.assessed.reading().map(|r| r.ratio),
-                        quality: m.quality(),
-                        age_seconds: m.assessed.age().map(|d| d.as_secs()),
-                        reason: m.assessed.reason(spec.max_age, spec.floor),
-                        hotspot: m.hotspot,
-                        estimated: m.estimated,
-                    })
-                    .collect(),
+                readings: crate::explain::reading_cells(&policy, a),
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
                 ledger_pods: index.ledger.pods_on(name).len(),

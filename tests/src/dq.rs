@@ -103,7 +103,7 @@ impl Scenario {
             seed: 7,
             nodes: 40,
             duration_secs: 2 * 3600,
-            arrival_per_min: 6.0,
+            arrival_per_min: 3.0,
             bursts: vec![],
             faults: vec![],
             extender_weight: 5,
@@ -196,7 +196,7 @@ pub struct SimPod {
 pub fn arrivals(s: &Scenario, workloads: &[Workload], rng: &mut Rng) -> Vec<(i64, usize, i64)> {
     let mut out = Vec::new();
     // the cluster starts about half requested
-    let initial = s.nodes * 10;
+    let initial = s.nodes * 6;
     for _ in 0..initial {
         out.push((
             0,
@@ -339,6 +339,11 @@ pub struct Sim<'a> {
     crane_hot: Vec<i64>,
     bindings: Vec<(i64, usize)>,
     pub outcome: Outcome,
+    /// Requests placed on each node (CPU millicores, memory MiB), kept up to date on every bind
+    /// and release.
+    requested: Vec<(u64, u64)>,
+    /// Pods that arrived this step (scheduled at once; the backlog is retried every 30 s).
+    fresh_pending: usize,
     util_samples: Vec<f64>,
     stddev_sum: f64,
     stddev_n: usize,
@@ -364,6 +369,8 @@ impl<'a> Sim<'a> {
                 name: kind.name().into(),
                 ..Outcome::default()
             },
+            requested: vec![(0, 0); scenario.nodes],
+            fresh_pending: 0,
             util_samples: Vec::new(),
             stddev_sum: 0.0,
             stddev_n: 0,
@@ -381,13 +388,35 @@ impl<'a> Sim<'a> {
     }
 
     fn requested(&self, n: usize) -> (u64, u64) {
-        self.pods
-            .iter()
-            .filter(|p| p.node == Some(n))
-            .fold((0, 0), |(c, m), p| {
-                let w = &self.workloads[p.workload];
-                (c + w.cpu_request_m, m + w.mem_request_mi)
-            })
+        self.requested[n]
+    }
+
+    /// Binds or releases a pod, keeping the per-node request totals exact.
+    fn place(&mut self, pod: usize, node: Option<usize>) {
+        let w = &self.workloads[self.pods[pod].workload];
+        let (c, m) = (w.cpu_request_m, w.mem_request_mi);
+        if let Some(old) = self.pods[pod].node {
+            self.requested[old].0 -= c;
+            self.requested[old].1 -= m;
+        }
+        if let Some(new) = node {
+            self.requested[new].0 += c;
+            self.requested[new].1 += m;
+        }
+        self.pods[pod].node = node;
+    }
+
+    /// Real utilisation of every node at the current time, in one pass over the pods.
+    fn utils(&self) -> Vec<f64> {
+        let mut used = vec![0.0; self.scenario.nodes];
+        for p in &self.pods {
+            if let Some(n) = p.node {
+                used[n] += self.workloads[p.workload].usage_m(self.t);
+            }
+        }
+        used.into_iter()
+            .map(|u| (u / NODE_CPU_M as f64).min(1.0))
+            .collect()
     }
 
     fn faulty(&self, n: usize) -> bool {
@@ -563,9 +592,8 @@ impl<'a> Sim<'a> {
         if self.faulty(best) {
             self.outcome.pods_on_faulty_nodes += 1;
         }
-        let p = &mut self.pods[pod];
-        p.node = Some(best);
-        p.bound_at = self.t;
+        self.place(pod, Some(best));
+        self.pods[pod].bound_at = self.t;
         self.bindings.push((self.t, best));
         true
     }
@@ -649,9 +677,9 @@ impl<'a> Sim<'a> {
         });
         for e in plan.evictions {
             let id: usize = e.pod.trim_start_matches('p').parse().unwrap_or(usize::MAX);
-            if let Some(p) = self.pods.get_mut(id) {
+            if id < self.pods.len() {
                 // evicted: its ReplicaSet recreates it; the replacement is scheduled like any pod
-                p.node = None;
+                self.place(id, None);
                 self.pending.push_back(id);
                 self.outcome.evictions += 1;
             }
@@ -677,21 +705,26 @@ impl<'a> Sim<'a> {
                     departs_at: at + life,
                     created_at: at,
                 });
-                self.pending.push_back(id);
+                self.pending.push_front(id);
+                self.fresh_pending += 1;
                 self.outcome.arrived += 1;
                 next += 1;
             }
             // departures
-            for p in self.pods.iter_mut() {
-                if p.node.is_some() && p.departs_at <= self.t {
-                    p.node = None;
-                    p.departs_at = i64::MAX;
+            for id in 0..self.pods.len() {
+                if self.pods[id].node.is_some() && self.pods[id].departs_at <= self.t {
+                    self.place(id, None);
+                    self.pods[id].departs_at = i64::MAX;
                     self.outcome.departed += 1;
                 }
             }
             self.refresh_crane_hot();
             // scheduling: the queue, in order; pods that fit nowhere stay pending
-            let queued = self.pending.len();
+            let queued = if self.t % 30 == 0 {
+                self.pending.len()
+            } else {
+                self.pending.len().min(self.fresh_pending)
+            };
             for _ in 0..queued {
                 let Some(id) = self.pending.pop_front() else {
                     break;
@@ -700,7 +733,8 @@ impl<'a> Sim<'a> {
                     continue;
                 }
                 if self.schedule(id) {
-                    if let Some(n) = self.pods[id].node {
+                    // the initial fill at t = 0 is the same for every policy: not a burst
+                    if let Some(n) = self.pods[id].node.filter(|_| self.t > 0) {
                         *per_minute.entry((n, self.t / 60)).or_default() += 1;
                     }
                 } else {
@@ -708,9 +742,7 @@ impl<'a> Sim<'a> {
                 }
             }
             // real usage, history, metrics
-            let utils: Vec<f64> = (0..self.scenario.nodes)
-                .map(|n| self.node_util(n))
-                .collect();
+            let utils = self.utils();
             for (n, u) in utils.iter().enumerate() {
                 self.history[n].push(self.t, *u);
                 if *u > 0.9 {

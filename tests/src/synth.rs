@@ -87,7 +87,7 @@ pub fn node(i: usize, rng: &mut Rng, spec: &Spec) -> Value {
             "resourceVersion": format!("{}", 1000 + i), "creationTimestamp": "2026-10-01T00:00:00Z",
             "labels": {
                 "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "node.kubernetes.io/instance-type": "m6i.4xlarge", "topology.kubernetes.io/zone": format!("zone-{}", i % 3),
+                "node.kubernetes.io/instance-type": "m6i.16xlarge", "topology.kubernetes.io/zone": format!("zone-{}", i % 3),
                 "topology.kubernetes.io/region": "region-1", "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
             },
             "annotations": {
@@ -101,8 +101,8 @@ pub fn node(i: usize, rng: &mut Rng, spec: &Spec) -> Value {
         },
         "spec": {"podCIDR": format!("10.{}.{}.0/24", i / 256, i % 256), "providerID": format!("aws:///zone/i-{:016x}", rng.next_u64()), "taints": taints},
         "status": {
-            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"},
-            "allocatable": {"cpu": "15800m", "memory": "62Gi", "pods": "110", "ephemeral-storage": "95Gi"},
+            "capacity": {"cpu": "64", "memory": "256Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "allocatable": {"cpu": "63800m", "memory": "250Gi", "pods": "110", "ephemeral-storage": "95Gi"},
             "conditions": [
                 {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory", "message": "kubelet has sufficient memory available", "lastHeartbeatTime": at, "lastTransitionTime": "2026-10-01T00:00:00Z"},
                 {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure", "message": "kubelet has no disk pressure", "lastHeartbeatTime": at, "lastTransitionTime": "2026-10-01T00:00:00Z"},
@@ -129,7 +129,7 @@ pub fn pod(p: usize, rng: &mut Rng, spec: &Spec) -> Value {
     let w = p / 5;
     let (ns, app) = workload_names(w);
     let node = node_name(rng.below(spec.nodes as u64) as usize);
-    let cpu_m = [100, 250, 500, 1000, 2000, 3000, 4000][(w * 7 + 3) % 7];
+    let cpu_m = [100, 250, 500, 1000, 2000, 3000, 4000][(w * 3 + 1) % 7];
     let bound = "2026-11-21T12:00:00Z";
     json!({
         "apiVersion": "v1", "kind": "Pod",
