@@ -188,6 +188,26 @@ async fn collect_results(
     results
 }
 
+/// One collection cycle: the due metrics' results, then the plan against the nodes' current
+/// annotations, with the next cycle one period away.
+async fn cycle(
+    source: &SourceImpl,
+    policy: &Policy,
+    nodes: &[NodeView],
+    due: &[String],
+    now: Timestamp,
+    metrics: &CollectorMetrics,
+) -> Plan {
+    let results = collect_results(source, policy, nodes, due, now, metrics).await;
+    plan::plan(
+        policy,
+        nodes,
+        &current_annotations(nodes),
+        &results,
+        now + plan::cycle_period(policy),
+    )
+}
+
 /// Sends the plan's patches: one JSON merge patch per node touching only its reading keys, at
 /// most `qps` per second. Returns how many were sent.
 pub async fn write_patches(
@@ -324,14 +344,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             .collect();
         let due: Vec<String> = policy.metrics.iter().map(|m| m.name.clone()).collect();
         let now = clock.now();
-        let results = collect_results(&source, &policy, &nodes, &due, now, &metrics).await;
-        let plan = plan::plan(
-            &policy,
-            &nodes,
-            &current_annotations(&nodes),
-            &results,
-            now + period,
-        );
+        let plan = cycle(&source, &policy, &nodes, &due, now, &metrics).await;
         // A snapshot is never written back: always a dry run.
         return print_plan(&plan, args.output, false);
     }
@@ -367,15 +380,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             e.scrape(&nodes).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let now = clock.now();
-        let results = collect_results(&source, &policy, &nodes, &due, now, &metrics).await;
-        let plan = plan::plan(
-            &policy,
-            &nodes,
-            &current_annotations(&nodes),
-            &results,
-            now + period,
-        );
+        let plan = cycle(&source, &policy, &nodes, &due, clock.now(), &metrics).await;
         metrics.record(&plan);
         if !args.dry_run {
             write_patches(&nodes_api, &plan, args.patch_qps, &metrics, &shutdown).await;
@@ -439,7 +444,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
                 .map(|m| m.name.clone())
                 .collect();
             let nodes = snapshot_nodes();
-            let results = collect_results(&source, &policy, &nodes, &due, now, &metrics)
+            let plan = cycle(&source, &policy, &nodes, &due, now, &metrics)
                 .instrument(info_span!(
                     "cycle",
                     metrics = due.len(),
@@ -449,13 +454,6 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             for m in &due {
                 last_queried.insert(m.clone(), now);
             }
-            let plan = plan::plan(
-                &policy,
-                &nodes,
-                &current_annotations(&nodes),
-                &results,
-                now + period,
-            );
             metrics.record(&plan);
             let sent = write_patches(&nodes_api, &plan, args.patch_qps, &metrics, &shutdown).await;
             info!(
