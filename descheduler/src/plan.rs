@@ -113,6 +113,30 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// A label requirement (`In`, `NotIn`, `Exists`, `DoesNotExist`, and for node affinity `Gt`, `Lt`).
+fn expression_matches(operator: &str, values: &[String], value: Option<&String>) -> bool {
+    match operator {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), Some(bound)) = (
+                value.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|b| b.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
+        }
+        _ => false,
+    }
+}
+
 fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     let match_labels = selector
         .match_labels
@@ -120,15 +144,11 @@ fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, St
         .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
     let expressions = selector.match_expressions.as_ref().is_none_or(|exprs| {
         exprs.iter().all(|e| {
-            let values = e.values.clone().unwrap_or_default();
-            let v = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => v.is_some_and(|v| values.contains(v)),
-                "NotIn" => v.is_none_or(|v| !values.contains(v)),
-                "Exists" => v.is_some(),
-                "DoesNotExist" => v.is_none(),
-                _ => false,
-            }
+            expression_matches(
+                &e.operator,
+                e.values.as_deref().unwrap_or_default(),
+                labels.get(&e.key),
+            )
         })
     });
     match_labels && expressions
@@ -173,28 +193,11 @@ fn node_fits_constraints(pod: &Pod, node: &NodeView) -> bool {
         .is_none_or(|req| {
             req.node_selector_terms.iter().any(|term| {
                 term.match_expressions.iter().flatten().all(|e| {
-                    let values = e.values.clone().unwrap_or_default();
-                    let v = node.labels.get(&e.key);
-                    match e.operator.as_str() {
-                        "In" => v.is_some_and(|v| values.contains(v)),
-                        "NotIn" => v.is_none_or(|v| !values.contains(v)),
-                        "Exists" => v.is_some(),
-                        "DoesNotExist" => v.is_none(),
-                        "Gt" | "Lt" => {
-                            let (Some(v), Some(bound)) = (
-                                v.and_then(|v| v.parse::<i64>().ok()),
-                                values.first().and_then(|b| b.parse::<i64>().ok()),
-                            ) else {
-                                return false;
-                            };
-                            if e.operator == "Gt" {
-                                v > bound
-                            } else {
-                                v < bound
-                            }
-                        }
-                        _ => false,
-                    }
+                    expression_matches(
+                        &e.operator,
+                        e.values.as_deref().unwrap_or_default(),
+                        node.labels.get(&e.key),
+                    )
                 })
             })
         });
