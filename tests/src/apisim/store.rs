@@ -421,13 +421,7 @@ impl Store {
         {
             return Ok(self.remove(resource, key, new));
         }
-        self.stamp(&mut new);
-        self.objects
-            .entry(resource)
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.record(resource, EventType::Modified, &new, Some(old));
-        Ok(new)
+        Ok(self.store_modified(resource, key, new, old))
     }
 
     /// A bound, non-terminal pod terminates gracefully: a kubelet has to finish it.
@@ -442,6 +436,23 @@ impl Store {
                 object.pointer("/status/phase").and_then(Value::as_str),
                 Some("Succeeded" | "Failed")
             )
+    }
+
+    /// Stores a changed object under a new resourceVersion and tells watchers (MODIFIED).
+    fn store_modified(
+        &mut self,
+        resource: Resource,
+        key: &Key,
+        mut new: Value,
+        old: Value,
+    ) -> Value {
+        self.stamp(&mut new);
+        self.objects
+            .entry(resource)
+            .or_default()
+            .insert(key.clone(), new.clone());
+        self.record(resource, EventType::Modified, &new, Some(old));
+        new
     }
 
     fn remove(&mut self, resource: Resource, key: &Key, mut last: Value) -> Value {
@@ -518,13 +529,7 @@ impl Store {
             "deletionGracePeriodSeconds",
             json!(if graceful { grace } else { 0 }),
         );
-        self.stamp(&mut new);
-        self.objects
-            .entry(resource)
-            .or_default()
-            .insert(key.clone(), new.clone());
-        self.record(resource, EventType::Modified, &new, Some(old));
-        Ok(new)
+        Ok(self.store_modified(resource, key, new, old))
     }
 
     /// What a kubelet does for terminating pods: removes them. Returns how many.
@@ -817,13 +822,7 @@ impl Store {
             new["status"] = json!({});
         }
         new["status"]["conditions"] = Value::Array(conditions);
-        let mut stamped = new;
-        self.stamp(&mut stamped);
-        self.objects
-            .entry(resources::PODS)
-            .or_default()
-            .insert(key.clone(), stamped.clone());
-        self.record(resources::PODS, EventType::Modified, &stamped, Some(pod));
+        self.store_modified(resources::PODS, key, new, pod);
         Ok(())
     }
 }
