@@ -73,7 +73,11 @@ async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Fu
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
-    tokio::spawn(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("connection to {addr} ended: {e:?}");
+        }
+    });
     sender
 }
 
@@ -143,9 +147,12 @@ async fn drive(
 }
 
 async fn constant_server(body: Bytes) -> SocketAddr {
-    let app = axum::Router::new().fallback(move || {
+    // The handler reads the request body, as the extender must: a server that answers without
+    // reading a large body closes the connection afterwards, which is not keep-alive.
+    let app = axum::Router::new().fallback(move |request: Bytes| {
         let body = body.clone();
         async move {
+            drop(request);
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 body,
