@@ -86,6 +86,18 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, LoadError> {
     Ok(load_snapshot_file(path)?)
 }
 
+/// Writes a report to stdout. Unlike `print!`, a closed pipe (`realload … | head`) or a full disk
+/// is an error the caller reports, not a panic.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,12 +10,18 @@ use realload_descheduler::run::{
 };
 
 fn print(report: &Report, output: OutputFormat) {
-    match output {
+    let text = match output {
         OutputFormat::Json => match serde_json::to_string_pretty(report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("error: encoding the report: {e}"),
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("error: encoding the report: {e}");
+                return;
+            }
         },
-        OutputFormat::Table => print!("{}", run::render_table(report)),
+        OutputFormat::Table => run::render_table(report),
+    };
+    if let Err(e) = realload_common::cli::write_stdout(&text) {
+        eprintln!("error: writing the report to stdout: {e}");
     }
 }
 

@@ -377,33 +377,35 @@ fn covering_pdbs<'p>(pdbs: &'p [PodDisruptionBudget], pod: &Pod) -> Vec<&'p PodD
 
 /// Why a pod may not be evicted, checking every rule that does not depend on the rest of the
 /// plan; `Ok` carries its workload.
-fn eligibility(
-    inputs: &Inputs<'_>,
-    owners: &Owners<'_>,
+/// The exclusions that need nothing but the pod, checked before its owner is looked at. A live run
+/// uses this to read the owners of the remaining candidates only.
+pub fn pod_exclusion(
+    policy: &Policy,
+    whitelist: &Whitelist,
+    now: Timestamp,
     pod: &Pod,
-    requests: Requests,
-) -> Result<WorkloadKey, String> {
-    let d = &inputs.policy.descheduler;
+) -> Option<String> {
+    let d = &policy.descheduler;
     let phase = pod
         .status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("");
     if pod.metadata.deletion_timestamp.is_some() {
-        return Err("terminating".into());
+        return Some("terminating".into());
     }
     if phase != "Running" || !is_ready(pod) {
-        return Err("not Running and Ready".into());
+        return Some("not Running and Ready".into());
     }
     if is_mirror(pod) {
-        return Err("mirror (static) pod: never evicted".into());
+        return Some("mirror (static) pod: never evicted".into());
     }
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    if let Some(entry) = inputs.whitelist.namespaces.matching_entry(&ns) {
-        return Err(format!("namespace whitelisted ({entry})"));
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(entry) = whitelist.namespaces.matching_entry(ns) {
+        return Some(format!("namespace whitelisted ({entry})"));
     }
     if is_system_critical(pod) {
-        return Err("system-critical priority: never evicted".into());
+        return Some("system-critical priority: never evicted".into());
     }
     if pod
         .metadata
@@ -412,7 +414,30 @@ fn eligibility(
         .and_then(|a| a.get(EVICT_ANNOTATION))
         .is_some_and(|v| v == "false")
     {
-        return Err(format!("annotated {EVICT_ANNOTATION}=false"));
+        return Some(format!("annotated {EVICT_ANNOTATION}=false"));
+    }
+    let requests = pod_requests(pod);
+    if requests.cpu_millis < d.cpu_request_min_millis
+        || requests.cpu_millis > d.cpu_request_max_millis
+    {
+        return Some(format!(
+            "CPU request {}m outside cpuRequest [{}m, {}m]",
+            requests.cpu_millis, d.cpu_request_min_millis, d.cpu_request_max_millis
+        ));
+    }
+    if !d.evict_local_storage && has_local_storage(pod) {
+        return Some("uses local storage (emptyDir/hostPath; evictLocalStorage is off)".into());
+    }
+    match pod_age_start(pod) {
+        Some(start) if now.duration_since(start) >= d.min_pod_age => None,
+        _ => Some(format!("younger than minPodAge {:#}", d.min_pod_age)),
+    }
+}
+
+fn eligibility(inputs: &Inputs<'_>, owners: &Owners<'_>, pod: &Pod) -> Result<WorkloadKey, String> {
+    let d = &inputs.policy.descheduler;
+    if let Some(reason) = pod_exclusion(inputs.policy, inputs.whitelist, inputs.now, pod) {
+        return Err(reason);
     }
     let owner = owner_of(inputs, owners, pod)?;
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -433,21 +458,6 @@ fn eligibility(
             "{} has {} ready replica(s), below minReplicas {}",
             owner.key, owner.ready_replicas, d.min_replicas
         ));
-    }
-    if requests.cpu_millis < d.cpu_request_min_millis
-        || requests.cpu_millis > d.cpu_request_max_millis
-    {
-        return Err(format!(
-            "CPU request {}m outside cpuRequest [{}m, {}m]",
-            requests.cpu_millis, d.cpu_request_min_millis, d.cpu_request_max_millis
-        ));
-    }
-    if !d.evict_local_storage && has_local_storage(pod) {
-        return Err("uses local storage (emptyDir/hostPath; evictLocalStorage is off)".into());
-    }
-    match pod_age_start(pod) {
-        Some(start) if inputs.now.duration_since(start) >= d.min_pod_age => {}
-        _ => return Err(format!("younger than minPodAge {:#}", d.min_pod_age)),
     }
     let pdbs = covering_pdbs(inputs.pdbs, pod);
     if pdbs.len() > 1 {
@@ -549,7 +559,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                     .push(skip(format!("node {} whitelisted ({entry})", node.name)));
                 continue;
             }
-            let workload = match eligibility(inputs, &owners, pod, requests) {
+            let workload = match eligibility(inputs, &owners, pod) {
                 Ok(w) => w,
                 Err(reason) => {
                     out.skipped.push(skip(reason));

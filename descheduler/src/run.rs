@@ -212,6 +212,20 @@ async fn list_all<K>(api: &Api<K>, params: ListParams, what: &str) -> Result<Vec
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    list_mapped(api, params, what, |k| k).await
+}
+
+/// Lists page by page, keeping `map(object)` instead of the object: a page of full objects is
+/// dropped before the next is read (5,000 Nodes with their image lists would be most of the RSS).
+async fn list_mapped<K, T>(
+    api: &Api<K>,
+    params: ListParams,
+    what: &str,
+    mut map: impl FnMut(K) -> T,
+) -> Result<Vec<T>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -220,7 +234,7 @@ where
             p = p.continue_token(t);
         }
         let page: ObjectList<K> = timed(what, api.list(&p)).await?;
-        out.extend(page.items);
+        out.extend(page.items.into_iter().map(&mut map));
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             return Ok(out);
@@ -273,13 +287,12 @@ pub async fn plan_live(
     let last = read_state(state_cm.as_ref());
 
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let nodes = list_all(&nodes_api, ListParams::default(), "listing nodes")
+    let views: Vec<NodeView> =
+        list_mapped(&nodes_api, ListParams::default(), "listing nodes", |n| {
+            NodeView::from_node(&n, policy)
+        })
         .await
         .map_err(api_err)?;
-    let views: Vec<NodeView> = nodes
-        .iter()
-        .map(|n| NodeView::from_node(n, policy))
-        .collect();
     let hot: Vec<&NodeView> = views
         .iter()
         .filter(|n| plan::hot_reading(policy, n, args.now).is_some())
@@ -334,12 +347,18 @@ pub async fn plan_live(
         node_requests.insert(n.name.clone(), r);
     }
 
-    // Owners, through a cache: each ReplicaSet / Deployment / StatefulSet read once.
+    // Owners, through a cache: each ReplicaSet / Deployment / StatefulSet read once, and only for
+    // pods the plan could still evict on what the pod alone says (size, age, whitelists, ...).
     let mut replica_sets: Vec<ReplicaSet> = Vec::new();
     let mut deployments: Vec<Deployment> = Vec::new();
     let mut stateful_sets: Vec<StatefulSet> = Vec::new();
     let mut seen: HashSet<(String, String, String)> = HashSet::new();
-    for p in &candidates {
+    let needs_owner = |p: &&Pod| {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        node.is_some_and(|n| whitelist.nodes.matching_entry(n).is_none())
+            && plan::pod_exclusion(policy, &whitelist, args.now, p).is_none()
+    };
+    for p in candidates.iter().filter(needs_owner) {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         for o in p
             .metadata
@@ -393,6 +412,7 @@ pub async fn plan_live(
     }
     let namespaces: HashSet<String> = candidates
         .iter()
+        .filter(needs_owner)
         .filter_map(|p| p.metadata.namespace.clone())
         .collect();
     let mut pdbs = Vec::new();

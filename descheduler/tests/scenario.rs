@@ -174,6 +174,42 @@ async fn a_real_run_evicts_the_planned_pods_records_events_and_the_cooldown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_are_read_only_for_pods_the_plan_could_evict() {
+    let sim = cluster().await;
+    // api-0 on hot-2 becomes too small to move: its owner is no longer worth a request
+    sim.modify(resources::PODS, "shop", "api-0", |p| {
+        p["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("500m");
+    })
+    .unwrap();
+    let kc = kubeconfig(&sim, "owners");
+    sim.clear_requests();
+    let r = run(&kc, &["--dry-run"]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(evicted(&r), ["web-0"]);
+    assert!(skip_reason(&r, "api-0").contains("CPU request 500m"));
+    let gets: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        gets.iter().any(|p| p.ends_with("/replicasets/web-rs")),
+        "{gets:?}"
+    );
+    assert!(
+        gets.iter().any(|p| p.ends_with("/deployments/web")),
+        "{gets:?}"
+    );
+    assert!(
+        !gets
+            .iter()
+            .any(|p| p.contains("/replicasets/api-rs") || p.contains("/deployments/api")),
+        "{gets:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pdb_refusal_is_skipped_and_the_run_goes_on() {
     let sim = cluster().await;
     // the PDB's status (stale) allows one disruption; the live arithmetic does not

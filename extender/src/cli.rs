@@ -187,9 +187,9 @@ pub async fn run_explain(args: &ExplainArgs, shutdown: CancellationToken) -> any
     }
     shutdown.cancel();
     let explanation = explain::explain(&state, &pod);
-    match args.output {
-        OutputFormat::Table => print!("{}", explain::render_table(&explanation, &policy)),
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
-    }
-    Ok(())
+    let text = match args.output {
+        OutputFormat::Table => explain::render_table(&explanation, &policy),
+        OutputFormat::Json => serde_json::to_string_pretty(&explanation)?,
+    };
+    realload_common::cli::write_stdout(&text).context("writing to stdout")
 }

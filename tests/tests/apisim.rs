@@ -150,6 +150,14 @@ async fn list_pagination_selectors_and_resource_version() {
         .await
         .unwrap();
     assert_eq!(on_hot.items.len(), 5);
+    // with a selector, pages carry a continue token but no remainingItemCount (as kube-apiserver)
+    let web_page = pods
+        .list(&ListParams::default().labels("app=web").limit(4))
+        .await
+        .unwrap();
+    assert_eq!(web_page.items.len(), 4);
+    assert!(web_page.metadata.continue_.is_some_and(|c| !c.is_empty()));
+    assert_eq!(web_page.metadata.remaining_item_count, None);
     let not_hot = pods
         .list(&ListParams::default().fields("spec.nodeName!=hot,metadata.namespace=shop"))
         .await

@@ -267,19 +267,22 @@ fn current_annotations(nodes: &[NodeView]) -> HashMap<String, BTreeMap<String, S
 }
 
 fn print_plan(plan: &Plan, output: OutputFormat, written: bool) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(plan)?),
+        OutputFormat::Json => text = serde_json::to_string_pretty(plan)?,
         OutputFormat::Table => {
             let verb = if written { "patched" } else { "would patch" };
-            println!(
+            writeln!(
+                text,
                 "{verb} {} node(s); {} reading(s) within the deadband not rewritten; {} reading(s) skipped",
                 plan.patches.len(),
                 plan.suppressed,
                 plan.skipped.len()
-            );
+            )?;
             for p in &plan.patches {
                 for (k, v) in &p.annotations {
-                    println!("  {}  {k}={v}", p.node);
+                    writeln!(text, "  {}  {k}={v}", p.node)?;
                 }
             }
             let mut by_reason: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
@@ -290,11 +293,11 @@ fn print_plan(plan: &Plan, output: OutputFormat, written: bool) -> anyhow::Resul
                     .push(&s.node);
             }
             for ((metric, reason), nodes) in by_reason {
-                println!("  skipped {metric} ({reason}): {}", nodes.join(", "));
+                writeln!(text, "  skipped {metric} ({reason}): {}", nodes.join(", "))?;
             }
         }
     }
-    Ok(())
+    realload_common::cli::write_stdout(&text).context("writing to stdout")
 }
 
 fn build_source(args: &CollectArgs) -> anyhow::Result<SourceImpl> {

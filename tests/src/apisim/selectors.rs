@@ -91,7 +91,7 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels");
+        let labels = object.get("metadata").and_then(|m| m.get("labels"));
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.0.iter().all(|req| match req {
             LabelRequirement::Equals(k, v) => get(k) == Some(v.as_str()),
@@ -136,7 +136,7 @@ pub fn selector_object_matches(selector: &Value, labels: Option<&Value>) -> bool
 
 #[derive(Debug, Clone, PartialEq)]
 struct FieldRequirement {
-    pointer: &'static str,
+    path: &'static [&'static str],
     value: String,
     equal: bool,
 }
@@ -145,20 +145,20 @@ struct FieldRequirement {
 pub struct FieldSelector(Vec<FieldRequirement>);
 
 /// The field labels the API server supports, per resource kind (plus metadata.name/namespace everywhere).
-fn field_pointer(kind: &str, field: &str) -> Option<&'static str> {
+fn field_path(kind: &str, field: &str) -> Option<&'static [&'static str]> {
     match (kind, field) {
-        (_, "metadata.name") => Some("/metadata/name"),
-        (_, "metadata.namespace") => Some("/metadata/namespace"),
-        ("Pod", "spec.nodeName") => Some("/spec/nodeName"),
-        ("Pod", "spec.schedulerName") => Some("/spec/schedulerName"),
-        ("Pod", "spec.serviceAccountName") => Some("/spec/serviceAccountName"),
-        ("Pod", "status.phase") => Some("/status/phase"),
-        ("Pod", "status.podIP") => Some("/status/podIP"),
-        ("Node", "spec.unschedulable") => Some("/spec/unschedulable"),
-        ("Event", "involvedObject.name") => Some("/involvedObject/name"),
-        ("Event", "involvedObject.kind") => Some("/involvedObject/kind"),
-        ("Event", "involvedObject.namespace") => Some("/involvedObject/namespace"),
-        ("Event", "reason") => Some("/reason"),
+        (_, "metadata.name") => Some(&["metadata", "name"]),
+        (_, "metadata.namespace") => Some(&["metadata", "namespace"]),
+        ("Pod", "spec.nodeName") => Some(&["spec", "nodeName"]),
+        ("Pod", "spec.schedulerName") => Some(&["spec", "schedulerName"]),
+        ("Pod", "spec.serviceAccountName") => Some(&["spec", "serviceAccountName"]),
+        ("Pod", "status.phase") => Some(&["status", "phase"]),
+        ("Pod", "status.podIP") => Some(&["status", "podIP"]),
+        ("Node", "spec.unschedulable") => Some(&["spec", "unschedulable"]),
+        ("Event", "involvedObject.name") => Some(&["involvedObject", "name"]),
+        ("Event", "involvedObject.kind") => Some(&["involvedObject", "kind"]),
+        ("Event", "involvedObject.namespace") => Some(&["involvedObject", "namespace"]),
+        ("Event", "reason") => Some(&["reason"]),
         _ => None,
     }
 }
@@ -182,10 +182,10 @@ impl FieldSelector {
                     "invalid selector: '{part}'; can't understand '{part}'"
                 ));
             };
-            let pointer = field_pointer(kind, field.trim())
+            let path = field_path(kind, field.trim())
                 .ok_or_else(|| format!("field label not supported: {}", field.trim()))?;
             reqs.push(FieldRequirement {
-                pointer,
+                path,
                 value: value.trim().to_string(),
                 equal,
             });
@@ -196,13 +196,15 @@ impl FieldSelector {
     pub fn matches(&self, object: &Value) -> bool {
         self.0.iter().all(|req| {
             // Absent fields compare as the empty string, like the API server's field sets.
-            let actual = match object.pointer(req.pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Bool(b)) => b.to_string(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+            let found = req.path.iter().try_fold(object, |v, key| v.get(key));
+            let same = match found {
+                Some(Value::String(s)) => *s == req.value,
+                Some(Value::Null) | None => req.value.is_empty(),
+                Some(Value::Bool(b)) => req.value == if *b { "true" } else { "false" },
+                // no supported field label holds a number, array or object
+                Some(_) => false,
             };
-            (actual == req.value) == req.equal
+            same == req.equal
         })
     }
 }

@@ -515,7 +515,8 @@ impl Filters {
     fn matches(&self, object: &Value) -> bool {
         let ns_ok = self.namespace.as_deref().is_none_or(|ns| {
             object
-                .pointer("/metadata/namespace")
+                .get("metadata")
+                .and_then(|m| m.get("namespace"))
                 .and_then(Value::as_str)
                 == Some(ns)
         });
@@ -556,16 +557,26 @@ fn list(store: &super::store::Store, target: &Target, query: &Query) -> Result<V
         }
         None => (store.rv, None),
     };
-    let matching: Vec<(&Key, &Value)> = store
-        .list(&target.resource, target.namespace.as_deref())
-        .into_iter()
-        .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
-        .filter(|(_, o)| filters.matches(o))
-        .collect();
-    let total = matching.len();
-    let page: Vec<Value> = matching
+    let mut matching = store
+        .iter_after(
+            &target.resource,
+            target.namespace.as_deref(),
+            after.as_ref(),
+        )
+        .filter(|(_, o)| filters.matches(o));
+    let page_items: Vec<(&Key, &Value)> = matching.by_ref().take(limit).collect();
+    // As kube-apiserver: remainingItemCount only for lists without selectors; with selectors,
+    // only whether there is more (and the scan stops at the first further match).
+    let selected = ["labelSelector", "fieldSelector"]
         .iter()
-        .take(limit)
+        .any(|k| query.get(k).is_some_and(|v| !v.is_empty()));
+    let remaining = if selected {
+        usize::from(matching.next().is_some())
+    } else {
+        matching.count()
+    };
+    let page: Vec<Value> = page_items
+        .iter()
         .map(|(_, o)| {
             let mut item = (*o).clone();
             if let Some(m) = item.as_object_mut() {
@@ -576,11 +587,13 @@ fn list(store: &super::store::Store, target: &Target, query: &Query) -> Result<V
         })
         .collect();
     let mut metadata = json!({"resourceVersion": list_rv.to_string()});
-    if total > page.len()
-        && let Some((last_key, _)) = matching.get(page.len().saturating_sub(1))
+    if remaining > 0
+        && let Some((last_key, _)) = page_items.last()
     {
         metadata["continue"] = json!(format!("{}/{}/{}", list_rv, last_key.0, last_key.1));
-        metadata["remainingItemCount"] = json!(total - page.len());
+        if !selected {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
     }
     Ok(json!({
         "kind": target.resource.list_kind(),

@@ -170,14 +170,30 @@ impl Store {
 
     /// All objects of a resource (optionally one namespace), in key order.
     pub fn list(&self, resource: &Resource, namespace: Option<&str>) -> Vec<(&Key, &Value)> {
+        self.iter_after(resource, namespace, None).collect()
+    }
+
+    /// Objects of a resource (optionally one namespace) in key order, starting after `after`
+    /// (a continue token's last key) without walking what comes before it.
+    pub fn iter_after<'s>(
+        &'s self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        after: Option<&Key>,
+    ) -> impl Iterator<Item = (&'s Key, &'s Value)> + 's {
+        let namespace = namespace.map(str::to_string);
+        use std::ops::Bound;
+        let start = match (after, &namespace) {
+            (Some(key), Some(ns)) if key.0 < *ns => Bound::Included((ns.clone(), String::new())),
+            (Some(key), _) => Bound::Excluded(key.clone()),
+            (None, Some(ns)) => Bound::Included((ns.clone(), String::new())),
+            (None, None) => Bound::Unbounded,
+        };
         self.objects
             .get(resource)
-            .map(|m| {
-                m.iter()
-                    .filter(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(move |m| m.range((start.clone(), Bound::Unbounded)))
+            .take_while(move |((ns, _), _)| namespace.as_ref().is_none_or(|want| ns == want))
     }
 
     fn stamp(&mut self, object: &mut Value) {

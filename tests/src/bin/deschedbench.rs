@@ -29,12 +29,15 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 async fn main() {
     let mut binary = PathBuf::from("target/release/realload-descheduler");
     let (mut nodes, mut pods) = (5_000usize, 150_000usize);
+    // e.g. `--wrap heaptrack` to profile the descheduler's memory (the RSS is then the wrapper's)
+    let mut wrapper: Option<String> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--descheduler" => binary = PathBuf::from(it.next().unwrap()),
             "--nodes" => nodes = it.next().unwrap().parse().unwrap(),
             "--pods" => pods = it.next().unwrap().parse().unwrap(),
+            "--wrap" => wrapper = Some(it.next().unwrap()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -45,6 +48,8 @@ async fn main() {
         .to_string();
     let list = synth::snapshot(&spec);
     let sim = ApiSim::start().await.unwrap();
+    // Seeding is not history anyone watches from: keep the store, not a second copy of it.
+    sim.set_history_limit(1_000);
     let seeded = sim.seed_list(&list).unwrap();
     drop(list);
     let dir = std::env::temp_dir().join(format!("realload-deschedbench-{}", std::process::id()));
@@ -73,8 +78,18 @@ async fn main() {
     let naive_bytes: usize = sim.requests().iter().map(|r| r.response_bytes).sum();
     sim.clear_requests();
 
+    // The descheduler runs as a child process while this runtime serves the simulator. Its stdout
+    // is drained by a thread (a full pipe would stall it) and its RSS sampled by another.
     let started = Instant::now();
-    let mut child = Command::new(&binary)
+    let mut command = match &wrapper {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    let mut child = command
         .args(["--dry-run", "--output", "json", "--log-level", "warn"])
         .env("KUBECONFIG", &kubeconfig)
         .stdout(Stdio::piped())
@@ -82,43 +97,64 @@ async fn main() {
         .spawn()
         .expect("start the descheduler (build it with --release first)");
     let pid = child.id();
-    let mut peak = 0;
-    loop {
-        if let Some(kib) = vm_hwm_kib(pid) {
-            peak = peak.max(kib);
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let (peak, status) = tokio::task::spawn_blocking(move || {
+        let mut peak = 0;
+        loop {
+            if let Some(kib) = vm_hwm_kib(pid) {
+                peak = peak.max(kib);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                return (peak, status);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    })
+    .await
+    .unwrap();
     let elapsed = started.elapsed();
-    let out = child.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let stdout = reader.join().unwrap();
+    assert!(status.success(), "the descheduler failed: {status}");
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
     let requests = sim.requests();
-    let listed: usize = requests
-        .iter()
-        .filter(|r| r.method == "GET")
-        .map(|r| r.response_bytes)
-        .sum();
-    let pod_lists = requests
-        .iter()
-        .filter(|r| r.path.ends_with("/pods"))
-        .count();
+    if std::env::var_os("DESCHEDBENCH_LOG").is_some() {
+        for r in &requests {
+            eprintln!(
+                "{} {}?{} {} {}B",
+                r.method, r.path, r.query, r.status, r.response_bytes
+            );
+        }
+    }
+    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+    let read = |pick: &dyn Fn(&str) -> bool| -> (usize, usize) {
+        requests
+            .iter()
+            .filter(|r| r.method == "GET" && pick(&r.path))
+            .fold((0, 0), |(n, b), r| (n + 1, b + r.response_bytes))
+    };
+    let (node_lists, node_bytes) = read(&|p| p == "/api/v1/nodes");
+    let (pod_lists, pod_bytes) = read(&|p| p.ends_with("/pods"));
+    let (other_gets, other_bytes) = read(&|p| p != "/api/v1/nodes" && !p.ends_with("/pods"));
     println!(
-        "| cluster | objects seeded | hot nodes | evictions planned | wall time | peak RSS | API requests | pod list requests | bytes read | naive full pod list |"
+        "| cluster | hot nodes | evictions planned | wall time | peak RSS | requests | node lists | pod lists | other GETs | bytes: nodes | bytes: pods | bytes: other | floor: one full pod list |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {nodes} nodes / {pods} pods | {seeded} | {} | {} | {:.0} ms | {:.1} MiB | {} | {} | {:.1} MiB | {:.1} MiB in {:.0} ms |",
+        "| {nodes} nodes / {pods} pods ({seeded} objects) | {} | {} | {:.0} ms | {:.1} MiB | {} | {node_lists} | {pod_lists} | {other_gets} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB in {:.0} ms |",
         report["hotNodes"].as_array().map_or(0, Vec::len),
         report["evictions"].as_array().map_or(0, Vec::len),
         elapsed.as_secs_f64() * 1000.0,
         peak as f64 / 1024.0,
         requests.len(),
-        pod_lists,
-        listed as f64 / (1024.0 * 1024.0),
-        naive_bytes as f64 / (1024.0 * 1024.0),
+        mib(node_bytes),
+        mib(pod_bytes),
+        mib(other_bytes),
+        mib(naive_bytes),
         naive_time.as_secs_f64() * 1000.0,
     );
     let _ = std::fs::remove_dir_all(&dir);
