@@ -313,12 +313,19 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
                 args.client_ca.clone(),
                 shutdown.clone(),
             );
-            let mut server = axum_server::bind_rustls(args.listen, config).handle(handle);
+            // TCP_NODELAY: a response written in pieces must not wait on the client's delayed ACK.
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            let mut server = axum_server::bind(args.listen)
+                .acceptor(acceptor)
+                .handle(handle);
             limit_header_reads(server.http_builder(), args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }
         _ => {
-            let mut server = axum_server::bind(args.listen).handle(handle);
+            let mut server = axum_server::bind(args.listen)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+                .handle(handle);
             limit_header_reads(server.http_builder(), args.header_read_timeout);
             server.serve(service).await.context("extender server")?;
         }

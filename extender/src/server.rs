@@ -17,8 +17,9 @@ use serde::Serialize;
 use tracing::{debug, info, warn};
 
 use crate::metrics::ReasonLabel;
-use crate::protocol::{self, Candidates, ExtenderArgs, ProtocolError};
+use crate::protocol::{self, Candidates, ExtenderArgs, NodeRead, ProtocolError};
 use crate::state::State;
+use serde_json::value::RawValue;
 
 /// What the extender decided for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +174,49 @@ impl Reply {
     }
 }
 
+/// The passing Nodes as slices of the request body, comma-separated. Nodes that pass one after
+/// another in the request are one slice (the request's own comma lies between them), so a typical
+/// answer is a handful of chunks rather than two per Node.
+fn echo_runs(body: &Bytes, nodes: &[(&RawValue, NodeRead<'_>)], passed: &[usize]) -> Vec<Bytes> {
+    let base = body.as_ptr() as usize;
+    // Where a Node lies in the body (always, as the parser borrows; checked all the same).
+    let span = |raw: &str| {
+        let start = (raw.as_ptr() as usize).checked_sub(base)?;
+        (start + raw.len() <= body.len()).then_some((start, start + raw.len()))
+    };
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut run: Option<(usize, usize, usize)> = None; // (first byte, end byte, last index)
+    let flush = |out: &mut Vec<Bytes>, run: Option<(usize, usize, usize)>| {
+        if let Some((first, end, _)) = run {
+            if !out.is_empty() {
+                out.push(Bytes::from_static(b","));
+            }
+            out.push(body.slice(first..end));
+        }
+    };
+    for &i in passed {
+        let raw = nodes[i].0.get();
+        match (span(raw), run) {
+            (Some((_, end)), Some((first, _, last))) if i == last + 1 => {
+                run = Some((first, end, i))
+            }
+            (Some((start, end)), _) => {
+                flush(&mut out, run.take());
+                run = Some((start, end, i));
+            }
+            (None, _) => {
+                flush(&mut out, run.take());
+                if !out.is_empty() {
+                    out.push(Bytes::from_static(b","));
+                }
+                out.push(Bytes::copy_from_slice(raw.as_bytes()));
+            }
+        }
+    }
+    flush(&mut out, run);
+    out
+}
+
 pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode, Reply) {
     let keys = annotation_keys(state);
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -213,14 +257,8 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
         .collect();
     let reply = match &args.candidates {
         Candidates::Nodes(nodes) => {
-            let mut chunks = Vec::with_capacity(passed.len() * 2 + 2);
-            chunks.push(Bytes::from_static(protocol::NODES_PREFIX.as_bytes()));
-            for (i, idx) in passed.iter().enumerate() {
-                if i > 0 {
-                    chunks.push(Bytes::from_static(b","));
-                }
-                chunks.push(body.slice_ref(nodes[*idx].0.get().as_bytes()));
-            }
+            let mut chunks = vec![Bytes::from_static(protocol::NODES_PREFIX.as_bytes())];
+            chunks.extend(echo_runs(body, nodes, &passed));
             chunks.push(Bytes::from(protocol::nodes_suffix(&failed)));
             Reply::Chunks(chunks)
         }
@@ -269,9 +307,17 @@ async fn filter(AxumState(app): AxumState<AppState>, request: Request) -> Respon
     match read_body(&app, request).await {
         Ok(body) => {
             let (status, reply) = filter_body(&app.state, &body, started);
+            // The length is known, so the echo goes out with Content-Length, not chunked.
+            let length = header::HeaderValue::from(reply.len());
             (
                 status,
-                [(header::CONTENT_TYPE, "application/json")],
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        header::HeaderValue::from_static("application/json"),
+                    ),
+                    (header::CONTENT_LENGTH, length),
+                ],
                 reply.into_body(),
             )
                 .into_response()

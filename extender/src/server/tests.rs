@@ -188,6 +188,24 @@ async fn non_cache_mode_reads_the_request_and_echoes_nodes_unchanged() {
     let (status, v) = post(&r, "/scheduler/filter", FILTER_NOCACHE).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 2);
+
+    // the echo is sent with its exact Content-Length (not chunked)
+    let response = r
+        .clone()
+        .oneshot(
+            HttpRequest::post("/scheduler/filter")
+                .body(Body::from(FILTER_NOCACHE))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let length: usize = response.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(length, bytes.len());
 }
 
 #[tokio::test]
@@ -542,4 +560,46 @@ async fn policy_reload_applies_valid_files_and_keeps_the_old_policy_on_invalid_o
     assert_eq!(v["NodeNames"], json!([]));
     shutdown.cancel();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn echoed_runs_are_slices_of_the_request_and_valid_json() {
+    // whitespace and odd spacing between items, as any JSON encoder may write
+    let body = Bytes::from_static(
+        br#"{"Pod":{"metadata":{"name":"p"}},"Nodes":{"items":[ {"metadata":{"name":"a"}} , {"metadata":{"name":"b"}},{"metadata":{"name":"c"}},
+          {"metadata":{"name":"d"}}]},"NodeNames":null}"#,
+    );
+    let args = protocol::parse_args(&body, &[]).unwrap();
+    let Candidates::Nodes(nodes) = &args.candidates else {
+        panic!("full Nodes expected")
+    };
+    let names = |chunks: &[Bytes]| -> Vec<String> {
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let items: Vec<Value> =
+            serde_json::from_slice(&[b"[", joined.as_slice(), b"]"].concat()).unwrap();
+        items
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (passed, expected_chunks) in [
+        (vec![], 0),
+        (vec![0, 1, 2, 3], 1),
+        (vec![0, 1, 3], 3),
+        (vec![1], 1),
+        (vec![0, 2], 3),
+    ] {
+        let chunks = echo_runs(&body, nodes, &passed);
+        assert_eq!(chunks.len(), expected_chunks, "{passed:?}");
+        let want: Vec<String> = passed
+            .iter()
+            .map(|i| ["a", "b", "c", "d"][*i].to_string())
+            .collect();
+        assert_eq!(names(&chunks), want);
+        // zero-copy: every Node chunk points into the request body
+        for c in chunks.iter().filter(|c| c.len() > 1) {
+            let start = c.as_ptr() as usize - body.as_ptr() as usize;
+            assert!(start + c.len() <= body.len());
+        }
+    }
 }

@@ -123,8 +123,8 @@ async fn drive(
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let (status, _) = once(&mut sender, &path, &body).await;
-                    assert_eq!(status, 200);
+                    let (status, answer) = once(&mut sender, &path, &body).await;
+                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -149,16 +149,19 @@ async fn drive(
 async fn constant_server(body: Bytes) -> SocketAddr {
     // The handler reads the request body, as the extender must: a server that answers without
     // reading a large body closes the connection afterwards, which is not keep-alive.
-    let app = axum::Router::new().fallback(move |request: Bytes| {
-        let body = body.clone();
-        async move {
-            drop(request);
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-        }
-    });
+    let app = axum::Router::new()
+        .fallback(move |request: Bytes| {
+            let body = body.clone();
+            async move {
+                drop(request);
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        })
+        // the extender's own limit is 64 MiB; axum's default for extractors is 2 MB
+        .layer(axum::extract::DefaultBodyLimit::disable());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
