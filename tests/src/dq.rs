@@ -316,6 +316,13 @@ pub struct Outcome {
     pub max_pods_per_node_per_minute: usize,
     pub pending: usize,
     pub evictions: usize,
+    /// Of `pods_on_faulty_nodes`, those placed while realload's circuit breaker was tripped
+    /// (load-awareness suspended): a diagnostic, not part of the report.
+    #[serde(skip)]
+    pub faulty_while_breaker_tripped: usize,
+    /// Pending pods summed over every minute: the price of refusing nodes (diagnostic).
+    #[serde(skip)]
+    pub pending_pod_minutes: f64,
     /// Bookkeeping for the conservation test: arrived = running + pending + departed.
     #[serde(skip)]
     pub arrived: usize,
@@ -351,12 +358,17 @@ pub struct Sim<'a> {
 
 impl<'a> Sim<'a> {
     pub fn new(scenario: &'a Scenario, kind: PolicyKind) -> Sim<'a> {
+        Sim::with_policy(scenario, kind, Policy::default())
+    }
+
+    /// A run whose realload policies use `policy` (the other policies ignore it).
+    pub fn with_policy(scenario: &'a Scenario, kind: PolicyKind, policy: Policy) -> Sim<'a> {
         let mut rng = Rng::new(scenario.seed);
         let workloads = workloads(&mut rng);
         Sim {
             scenario,
             kind,
-            policy: Policy::default(),
+            policy,
             workloads,
             pods: Vec::new(),
             pending: VecDeque::new(),
@@ -547,6 +559,7 @@ impl<'a> Sim<'a> {
             return false;
         }
         let weight = self.scenario.extender_weight;
+        let mut breaker_tripped = false;
         let scored: Vec<(usize, i64)> = match self.kind {
             PolicyKind::Default => feasible,
             PolicyKind::Crane => feasible
@@ -573,6 +586,7 @@ impl<'a> Sim<'a> {
                     })
                     .collect();
                 let decision = scoring::decide(&self.policy, &assessed);
+                breaker_tripped = decision.breaker_tripped;
                 let survivors: Vec<(usize, i64)> = feasible
                     .iter()
                     .zip(decision.verdicts.iter().zip(&decision.scores))
@@ -591,6 +605,9 @@ impl<'a> Sim<'a> {
         };
         if self.faulty(best) {
             self.outcome.pods_on_faulty_nodes += 1;
+            if breaker_tripped {
+                self.outcome.faulty_while_breaker_tripped += 1;
+            }
         }
         self.place(pod, Some(best));
         self.pods[pod].bound_at = self.t;
@@ -749,6 +766,13 @@ impl<'a> Sim<'a> {
                     self.outcome.hot_node_minutes += STEP_SECS as f64 / 60.0;
                 }
             }
+            self.outcome.pending_pod_minutes += self
+                .pending
+                .iter()
+                .filter(|id| self.pods[**id].departs_at != i64::MAX)
+                .count() as f64
+                * STEP_SECS as f64
+                / 60.0;
             let mean = utils.iter().sum::<f64>() / utils.len() as f64;
             self.stddev_sum +=
                 (utils.iter().map(|u| (u - mean).powi(2)).sum::<f64>() / utils.len() as f64).sqrt();
@@ -793,6 +817,11 @@ pub struct Report {
 }
 
 pub fn run_all(scenarios: &[Scenario]) -> Report {
+    run_all_with(scenarios, &Policy::default())
+}
+
+/// Every scenario through every policy, realload's with `policy`.
+pub fn run_all_with(scenarios: &[Scenario], policy: &Policy) -> Report {
     Report {
         scenarios: scenarios
             .iter()
@@ -800,11 +829,34 @@ pub fn run_all(scenarios: &[Scenario]) -> Report {
                 name: s.name.into(),
                 policies: PolicyKind::ALL
                     .iter()
-                    .map(|k| Sim::new(s, *k).run())
+                    .map(|k| Sim::with_policy(s, *k, policy.clone()).run())
                     .collect(),
             })
             .collect(),
     }
+}
+
+/// Diagnostics behind the table: the pending backlog over time and the faulty-node placements
+/// made while realload's breaker had suspended load-awareness.
+pub fn diagnostics(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "| scenario | policy | pending pod-minutes | pods on faulty nodes | of which while the breaker was tripped |\n|---|---|---|---|---|\n",
+    );
+    for s in &report.scenarios {
+        for p in &s.policies {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {} |",
+                s.name,
+                p.name,
+                p.pending_pod_minutes,
+                p.pods_on_faulty_nodes,
+                p.faulty_while_breaker_tripped
+            );
+        }
+    }
+    out
 }
 
 pub fn markdown(report: &Report) -> String {
