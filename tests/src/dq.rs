@@ -320,6 +320,10 @@ pub struct Outcome {
     /// (load-awareness suspended): a diagnostic, not part of the report.
     #[serde(skip)]
     pub faulty_while_breaker_tripped: usize,
+    /// Of `pods_on_faulty_nodes`, those for which every node that fitted the pod's requests was
+    /// faulty: no placement could have avoided them (diagnostic).
+    #[serde(skip)]
+    pub faulty_without_alternative: usize,
     /// Pending pods summed over every minute: the price of refusing nodes (diagnostic).
     #[serde(skip)]
     pub pending_pod_minutes: f64,
@@ -558,6 +562,7 @@ impl<'a> Sim<'a> {
         if feasible.is_empty() {
             return false;
         }
+        let only_faulty = feasible.iter().all(|(n, _)| self.faulty(*n));
         let weight = self.scenario.extender_weight;
         let mut breaker_tripped = false;
         let scored: Vec<(usize, i64)> = match self.kind {
@@ -607,6 +612,9 @@ impl<'a> Sim<'a> {
             self.outcome.pods_on_faulty_nodes += 1;
             if breaker_tripped {
                 self.outcome.faulty_while_breaker_tripped += 1;
+            }
+            if only_faulty {
+                self.outcome.faulty_without_alternative += 1;
             }
         }
         self.place(pod, Some(best));
@@ -841,18 +849,19 @@ pub fn run_all_with(scenarios: &[Scenario], policy: &Policy) -> Report {
 pub fn diagnostics(report: &Report) -> String {
     use std::fmt::Write as _;
     let mut out = String::from(
-        "| scenario | policy | pending pod-minutes | pods on faulty nodes | of which while the breaker was tripped |\n|---|---|---|---|---|\n",
+        "| scenario | policy | pending pod-minutes | pods on faulty nodes | of which while the breaker was tripped | of which only faulty nodes fitted the pod |\n|---|---|---|---|---|---|\n",
     );
     for s in &report.scenarios {
         for p in &s.policies {
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {} | {} |",
+                "| {} | {} | {:.0} | {} | {} | {} |",
                 s.name,
                 p.name,
                 p.pending_pod_minutes,
                 p.pods_on_faulty_nodes,
-                p.faulty_while_breaker_tripped
+                p.faulty_while_breaker_tripped,
+                p.faulty_without_alternative
             );
         }
     }

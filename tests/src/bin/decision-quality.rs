@@ -36,12 +36,9 @@ fn run() -> Result<(), String> {
             }
             "--extender-weight" => {
                 let v = value()?;
-                weight = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|w| *w > 0)
-                        .ok_or(format!("--extender-weight: {v:?} is not a positive integer"))?,
-                );
+                weight = Some(v.parse().ok().filter(|w| *w > 0).ok_or(format!(
+                    "--extender-weight: {v:?} is not a positive integer"
+                ))?);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }

@@ -130,3 +130,21 @@ fn realload_scores_with_the_extenders_code() {
         "{realload:?} vs {crane:?}"
     );
 }
+
+#[test]
+fn the_example_policy_loads_and_runs_through_the_simulator() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/example/policy-fewer-hot-nodes.yaml"
+    );
+    let policy = realload_common::cli::load_policy(Some(std::path::Path::new(path))).unwrap();
+    let i = policy.metric_index("cpu-avg-5m").unwrap();
+    assert_eq!(policy.metrics[i].filter_above, Some(0.70));
+    // everything else is the built-in default
+    let mut as_default = policy.clone();
+    as_default.metrics[i].filter_above = Policy::default().metrics[i].filter_above;
+    assert_eq!(as_default, Policy::default());
+    let s = small("example policy");
+    let o = Sim::with_policy(&s, PolicyKind::Realload, policy).run();
+    assert_eq!(o.arrived, o.running + o.pending + o.departed);
+}
