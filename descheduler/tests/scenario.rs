@@ -72,8 +72,7 @@ struct Run {
 }
 
 fn kubeconfig(sim: &ApiSim, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("realload-desched-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = realload_tests::support::temp_dir("desched", name);
     let path = dir.join("kubeconfig");
     sim.write_kubeconfig(&path).unwrap();
     path

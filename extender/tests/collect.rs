@@ -5,43 +5,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use realload_tests::apisim::{ApiSim, resources};
+use realload_tests::support::{KillOnDrop, free_port, temp_dir};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "realload-collect-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn require(binary: &str) -> String {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
@@ -55,7 +29,7 @@ fn require(binary: &str) -> String {
     );
 }
 
-fn start_node_exporter() -> (Proc, u16) {
+fn start_node_exporter() -> (KillOnDrop, u16) {
     let port = free_port();
     let child = Command::new(require("prometheus-node-exporter"))
         .args([
@@ -68,10 +42,10 @@ fn start_node_exporter() -> (Proc, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (Proc(child), port)
+    (KillOnDrop(child), port)
 }
 
-fn start_prometheus(dir: &Path, exporter_port: u16) -> (Proc, u16) {
+fn start_prometheus(dir: &Path, exporter_port: u16) -> (KillOnDrop, u16) {
     let port = free_port();
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -91,7 +65,7 @@ fn start_prometheus(dir: &Path, exporter_port: u16) -> (Proc, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (Proc(child), port)
+    (KillOnDrop(child), port)
 }
 
 async fn get_json(url: &str) -> Option<Value> {
@@ -178,7 +152,7 @@ fn assert_reading(value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_and_node_exporter_end_to_end() {
-    let dir = temp_dir("real");
+    let dir = temp_dir("collect", "real");
     let (_exporter, exporter_port) = start_node_exporter();
     let (_prom, prom_port) = start_prometheus(&dir, exporter_port);
     wait_for_data(prom_port).await;
@@ -412,7 +386,7 @@ fn reasons(plan: &Value, metric: &str) -> std::collections::BTreeMap<String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_samples_are_never_written() {
-    let dir = temp_dir("untrusted");
+    let dir = temp_dir("collect", "untrusted");
     let names = ["nan", "inf", "neg", "big", "zero", "dup", "gone", "ok"];
     let snapshot = snapshot_of(&dir, &names);
     let body = vector(&[
@@ -457,7 +431,7 @@ async fn untrusted_samples_are_never_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_queries_write_nothing_and_say_why() {
-    let dir = temp_dir("failed");
+    let dir = temp_dir("collect", "failed");
     let snapshot = snapshot_of(&dir, &["a", "b"]);
     // status: error (bad_data) is not retried
     let (addr, hits) = start_scripted(
@@ -529,7 +503,7 @@ async fn failed_queries_write_nothing_and_say_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_suppressed_within_the_deadband_and_renewed_before_going_stale() {
-    let dir = temp_dir("deadband");
+    let dir = temp_dir("collect", "deadband");
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, ONE_METRIC).unwrap();
     let sim = ApiSim::start().await.unwrap();
@@ -587,7 +561,7 @@ async fn writes_are_suppressed_within_the_deadband_and_renewed_before_going_stal
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn spawn_collector(dir: &Path, kubeconfig: &Path, url: &str, identity: &str) -> (Proc, u16) {
+fn spawn_collector(dir: &Path, kubeconfig: &Path, url: &str, identity: &str) -> (KillOnDrop, u16) {
     let policy = dir.join("fast-policy.yaml");
     std::fs::write(&policy, "metrics:\n- {name: cpu-avg-5m, query: scripted, period: 1s}\n- {name: cpu-sustained-10m, query: scripted, period: 1s}\ncollector: {deadband: 0}\n").unwrap();
     let admin = free_port();
@@ -615,7 +589,7 @@ fn spawn_collector(dir: &Path, kubeconfig: &Path, url: &str, identity: &str) -> 
         .stderr(std::fs::File::create(dir.join(format!("{identity}.log"))).unwrap())
         .spawn()
         .unwrap();
-    (Proc(child), admin)
+    (KillOnDrop(child), admin)
 }
 
 async fn is_leader(admin: u16) -> Option<bool> {
@@ -640,7 +614,7 @@ async fn is_leader(admin: u16) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_collectors_one_writer_and_a_takeover_on_sigterm() {
-    let dir = temp_dir("lease");
+    let dir = temp_dir("collect", "lease");
     let sim = ApiSim::start().await.unwrap();
     sim.put(node("a", "10.0.0.1")).unwrap();
     let kubeconfig = dir.join("kubeconfig");

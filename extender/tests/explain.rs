@@ -87,8 +87,7 @@ fn ranks_the_example_cluster_by_real_load() {
 
 #[test]
 fn daemonset_pods_get_a_neutral_answer() {
-    let dir = std::env::temp_dir().join(format!("realload-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = realload_tests::support::temp_dir("explain", "snapshot");
     let pod = dir.join("ds.yaml");
     std::fs::write(
         &pod,
@@ -158,8 +157,7 @@ async fn explains_against_a_live_cluster_through_the_watches() {
     let sim = realload_tests::apisim::ApiSim::start_with(&list)
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("realload-explain-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = realload_tests::support::temp_dir("explain", "live");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_realload-extender"))

@@ -3,41 +3,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use realload_tests::apisim::{ApiSim, Fault, resources};
+use realload_tests::support::{KillOnDrop, free_port, temp_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("realload-serve-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 struct Extender {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
     log: PathBuf,
-}
-
-impl Drop for Extender {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
@@ -53,7 +33,11 @@ fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
     let log = std::env::temp_dir().join(format!("realload-serve-{port}.log"));
     let file = std::fs::File::create(&log).unwrap();
     let child = cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap();
-    Extender { child, port, log }
+    Extender {
+        child: KillOnDrop(child),
+        port,
+        log,
+    }
 }
 
 /// A minimal HTTP/1.1 exchange (`Connection: close`) over any stream.
@@ -172,7 +156,7 @@ async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
     let sim = ApiSim::start().await.unwrap();
     sim.put(node("a", 0.90, &now_minus(20))).unwrap();
     sim.put(node("b", 0.30, &now_minus(20))).unwrap();
-    let dir = temp_dir("watch");
+    let dir = temp_dir("serve", "watch");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let ext = spawn(&["--path-prefix", "/scheduler"], Some(&kubeconfig));
@@ -265,7 +249,7 @@ async fn bind_mode_binds_through_the_api_and_counts_the_pod_at_once() {
     sim.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "uid-p"},
         "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}, "status": {"phase": "Pending"}}))
     .unwrap();
-    let dir = temp_dir("bind");
+    let dir = temp_dir("serve", "bind");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let ext = spawn(&["--bind"], Some(&kubeconfig));
@@ -402,7 +386,7 @@ async fn tls_get(port: u16, pki: &Pki, with_client_cert: bool) -> std::io::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificates_admits_only_the_scheduler() {
-    let dir = temp_dir("tls");
+    let dir = temp_dir("serve", "tls");
     let pki = pki();
     for (name, text) in [
         ("ca.pem", &pki.ca_pem),

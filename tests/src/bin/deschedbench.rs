@@ -52,8 +52,7 @@ async fn main() {
     sim.set_history_limit(1_000);
     let seeded = sim.seed_list(&list).unwrap();
     drop(list);
-    let dir = std::env::temp_dir().join(format!("realload-deschedbench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = realload_tests::support::temp_dir("deschedbench", "kubeconfig");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
 

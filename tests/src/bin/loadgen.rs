@@ -11,11 +11,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use realload_tests::support::{KillOnDrop, free_addr, temp_dir};
 use realload_tests::synth::{self, Spec};
 use tokio::net::TcpStream;
 
@@ -48,22 +49,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
@@ -175,8 +160,7 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
-    let dir = std::env::temp_dir().join(format!("realload-loadgen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("loadgen", "snapshots");
     println!(
         "| verb | nodes | mode | concurrency | requests | req/s | p50 ms | p99 ms | floor req/s | floor p50 ms | floor p99 ms | req/s ratio |"
     );
@@ -186,7 +170,7 @@ async fn main() {
         let snapshot = dir.join(format!("cluster-{size}.json"));
         std::fs::write(&snapshot, synth::snapshot(&spec).to_string()).unwrap();
         let addr = free_addr();
-        let _server = Server(
+        let _server = KillOnDrop(
             Command::new(&args.extender)
                 .args([
                     "serve",
