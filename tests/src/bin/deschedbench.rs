@@ -31,6 +31,8 @@ async fn main() {
     let (mut nodes, mut pods) = (5_000usize, 150_000usize);
     // e.g. `--wrap heaptrack` to profile the descheduler's memory (the RSS is then the wrapper's)
     let mut wrapper: Option<String> = None;
+    // `--write-snapshot FILE`: only write the synthetic cluster as a List (for snapshot mode)
+    let mut write_snapshot: Option<PathBuf> = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -38,6 +40,7 @@ async fn main() {
             "--nodes" => nodes = it.next().unwrap().parse().unwrap(),
             "--pods" => pods = it.next().unwrap().parse().unwrap(),
             "--wrap" => wrapper = Some(it.next().unwrap()),
+            "--write-snapshot" => write_snapshot = Some(PathBuf::from(it.next().unwrap())),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -47,6 +50,11 @@ async fn main() {
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let list = synth::snapshot(&spec);
+    if let Some(path) = write_snapshot {
+        std::fs::write(&path, list.to_string()).unwrap();
+        println!("wrote {}", path.display());
+        return;
+    }
     let sim = ApiSim::start().await.unwrap();
     // Seeding is not history anyone watches from: keep the store, not a second copy of it.
     sim.set_history_limit(1_000);
