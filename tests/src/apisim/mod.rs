@@ -369,14 +369,7 @@ impl ApiSim {
         edit: impl FnOnce(&mut Value),
     ) -> Result<Value, String> {
         let mut store = self.shared.lock();
-        let key = (
-            if resource.namespaced {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = store::key_for(&resource, namespace, name);
         let mut object = store
             .get(&resource, &key)
             .cloned()
@@ -386,14 +379,7 @@ impl ApiSim {
     }
 
     pub fn get(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
-        let key = (
-            if resource.namespaced {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = store::key_for(&resource, namespace, name);
         self.shared.lock().get(&resource, &key).cloned()
     }
 

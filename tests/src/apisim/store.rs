@@ -85,6 +85,12 @@ fn has_finalizers(object: &Value) -> bool {
         .is_some_and(|f| !f.is_empty())
 }
 
+/// The key of `namespace/name` (the namespace is ignored for cluster-scoped resources).
+pub fn key_for(resource: &Resource, namespace: &str, name: &str) -> Key {
+    let ns = if resource.namespaced { namespace } else { "" };
+    (ns.to_string(), name.to_string())
+}
+
 pub fn key_of(resource: &Resource, object: &Value) -> Key {
     let ns = if resource.namespaced {
         meta_str(object, "namespace")
