@@ -494,6 +494,15 @@ async fn persist_cooldown(
     }
 }
 
+/// Reports planned evictions that were not attempted, with why.
+fn skip_all(report: &mut Report, rest: impl IntoIterator<Item = PlannedEviction>, reason: &str) {
+    report.skipped.extend(rest.into_iter().map(|r| Skipped {
+        namespace: r.namespace,
+        pod: r.pod,
+        reason: reason.into(),
+    }));
+}
+
 /// Carries out the plan, one eviction at a time.
 pub async fn execute(
     client: &kube::Client,
@@ -517,14 +526,11 @@ pub async fn execute(
     while let Some(e) = pending.next() {
         if shutdown.is_cancelled() {
             report.error = Some("stopped by a signal before the next eviction".into());
-            let rest: Vec<PlannedEviction> = std::iter::once(e).chain(pending.by_ref()).collect();
-            for r in rest {
-                report.skipped.push(Skipped {
-                    namespace: r.namespace,
-                    pod: r.pod,
-                    reason: "not attempted: stopped by a signal".into(),
-                });
-            }
+            skip_all(
+                &mut report,
+                std::iter::once(e).chain(pending.by_ref()),
+                "not attempted: stopped by a signal",
+            );
             return (report, EXIT_OK);
         }
         let api: Api<Pod> = Api::namespaced(client.clone(), &e.namespace);
@@ -590,13 +596,11 @@ pub async fn execute(
                     pod: e.pod,
                     reason: format!("eviction failed: {why}"),
                 });
-                for r in pending {
-                    report.skipped.push(Skipped {
-                        namespace: r.namespace,
-                        pod: r.pod,
-                        reason: "not attempted: the API failed earlier in this run".into(),
-                    });
-                }
+                skip_all(
+                    &mut report,
+                    pending,
+                    "not attempted: the API failed earlier in this run",
+                );
                 return (report, EXIT_API_FAILED);
             }
         }
