@@ -4,6 +4,7 @@
 //! - [`reading`]: the annotation codec and reading quality (valid / missing / stale / suspect-zero / invalid)
 //! - [`policy`]: the policy file, its defaults and its validation
 //! - [`scoring`]: filter, score, circuit breaker and hot-spot estimate, as pure functions
+//! - [`selector`]: Kubernetes label selectors and node-affinity requirements
 //! - [`whitelist`]: the operators' whitelist ConfigMap
 //! - [`snapshot`]: snapshot mode's `kubectl get -o json|yaml` List loader
 //! - [`quantity`]: Kubernetes quantities in millicores and bytes
@@ -18,5 +19,6 @@ pub mod quantity;
 pub mod reading;
 pub mod runtime;
 pub mod scoring;
+pub mod selector;
 pub mod snapshot;
 pub mod whitelist;

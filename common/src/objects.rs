@@ -210,6 +210,7 @@ pub fn bound_pod(pod: &Pod) -> Option<(&str, BoundPod)> {
             bound_at: bound_at(pod)?,
             cpu_millis: requests.cpu_millis,
             memory_bytes: requests.memory_bytes,
+            pinned: is_daemonset_pod(pod) || is_static_pod(pod),
         },
     ))
 }
@@ -221,6 +222,20 @@ pub fn is_daemonset_pod(pod: &Pod) -> bool {
         .iter()
         .flatten()
         .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
+}
+
+/// A static pod's mirror: the kubelet runs it from a file, whatever any scheduler says.
+pub fn is_static_pod(pod: &Pod) -> bool {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+        || pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Node")
 }
 
 /// `realload.io/ignore: "true"` opts a pod out of load-awareness.

@@ -11,8 +11,12 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
 use crate::quantity;
 use crate::reading::AnnotationFormat;
+use crate::selector::SELECTOR_OPERATORS;
+use crate::whitelist::NameList;
 
 pub const API_VERSION: &str = "realload.io/v1alpha1";
 pub const KIND: &str = "Policy";
@@ -77,6 +81,8 @@ impl MetricSpec {
 pub struct Guards {
     pub unknown_load: f64,
     pub max_unknown_fraction: f64,
+    /// At most this many pods land on a node while it stays unknown (then it is filtered).
+    pub unknown_pod_cap: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,6 +120,20 @@ pub struct Descheduler {
     pub workload_cooldown: SignedDuration,
     pub evict_stateful_sets: bool,
     pub evict_local_storage: bool,
+    pub protected: Protected,
+}
+
+/// Pods the descheduler never evicts, whatever the whitelist ConfigMap says: core apps such as
+/// ingress controllers and gateways. The whitelist adds to this set; it cannot remove from it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Protected {
+    /// Namespace names or `*` globs.
+    pub namespaces: NameList,
+    /// App names or globs, matched like the whitelist's `apps` (the `app` or
+    /// `app.kubernetes.io/name` label, or the owning Deployment/StatefulSet's name).
+    pub apps: NameList,
+    /// Label selectors; a pod matching any of them is protected.
+    pub selectors: Vec<LabelSelector>,
 }
 
 /// The validated policy.
@@ -129,13 +149,18 @@ pub struct Policy {
     pub descheduler: Descheduler,
 }
 
+/// The default policy, validated once (its globs compile once per process).
+static DEFAULT_POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(|| {
+    // The empty file is the default policy; its validation cannot fail (pinned by a test).
+    match PolicyFile::default().validate() {
+        Ok(policy) => policy,
+        Err(e) => unreachable!("built-in default policy is invalid: {e}"),
+    }
+});
+
 impl Default for Policy {
     fn default() -> Self {
-        // The empty file is the default policy; its validation cannot fail (pinned by a test).
-        match PolicyFile::default().validate() {
-            Ok(policy) => policy,
-            Err(e) => unreachable!("built-in default policy is invalid: {e}"),
-        }
+        DEFAULT_POLICY.clone()
     }
 }
 
@@ -286,6 +311,7 @@ fn is_absent<T>(s: &Setting<T>) -> bool {
 pub struct GuardsFile {
     pub unknown_load: Option<f64>,
     pub max_unknown_fraction: Option<f64>,
+    pub unknown_pod_cap: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -323,6 +349,31 @@ pub struct DeschedulerFile {
     pub workload_cooldown: Option<String>,
     pub evict_stateful_sets: Option<bool>,
     pub evict_local_storage: Option<bool>,
+    pub protected: ProtectedFile,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProtectedFile {
+    pub namespaces: Option<Vec<String>>,
+    pub apps: Option<Vec<String>>,
+    pub selectors: Option<Vec<SelectorFile>>,
+}
+
+/// A label selector as written in the policy (the Kubernetes shape, checked strictly).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct SelectorFile {
+    pub match_labels: Option<std::collections::BTreeMap<String, String>>,
+    pub match_expressions: Option<Vec<RequirementFile>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RequirementFile {
+    pub key: String,
+    pub operator: String,
+    pub values: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,6 +406,69 @@ pub mod defaults {
     pub const MAX_EVICTIONS_PER_NODE: u32 = 1;
     pub const MAX_EVICTIONS_PER_RUN: u32 = 10;
     pub const WORKLOAD_COOLDOWN: &str = "30m";
+    pub const UNKNOWN_POD_CAP: u32 = 2;
+    /// Largest `guards.unknownPodCap` accepted.
+    pub const UNKNOWN_POD_CAP_MAX: u32 = 1000;
+    /// System namespaces and the namespaces the usual ingress controllers and gateways install into.
+    pub const PROTECTED_NAMESPACES: [&str; 13] = [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "realload-system",
+        "ingress-nginx",
+        "nginx-gateway",
+        "istio-system",
+        "istio-ingress",
+        "envoy-gateway-system",
+        "projectcontour",
+        "traefik",
+        "kong",
+        "haproxy-controller",
+    ];
+    /// Ingress controllers, gateways and cluster DNS, wherever they run.
+    pub const PROTECTED_APPS: [&str; 16] = [
+        "ingress-nginx*",
+        "nginx-ingress*",
+        "*ingress-controller*",
+        "*ingressgateway*",
+        "*egressgateway*",
+        "nginx-gateway*",
+        "envoy-gateway*",
+        "traefik*",
+        "contour*",
+        "envoy",
+        "haproxy-ingress*",
+        "kong*",
+        "istiod",
+        "coredns",
+        "kube-dns",
+        "metrics-server",
+    ];
+}
+
+/// The default protected selectors: pods of a Gateway API gateway (its implementations label
+/// them with the gateway's name) and Istio's ingress and egress gateways.
+pub fn default_protected_selectors() -> Vec<SelectorFile> {
+    let requirement = |key: &str, operator: &str| RequirementFile {
+        key: key.into(),
+        operator: operator.into(),
+        values: None,
+    };
+    let labels = |k: &str, v: &str| SelectorFile {
+        match_labels: Some([(k.to_string(), v.to_string())].into()),
+        match_expressions: None,
+    };
+    vec![
+        SelectorFile {
+            match_labels: None,
+            match_expressions: Some(vec![requirement(
+                "gateway.networking.k8s.io/gateway-name",
+                "Exists",
+            )]),
+        },
+        labels("istio", "ingressgateway"),
+        labels("istio", "egressgateway"),
+    ]
 }
 
 /// The default metric list, as a file would spell it out.
@@ -527,6 +641,13 @@ impl PolicyFile {
                 self.guards.max_unknown_fraction,
                 defaults::MAX_UNKNOWN_FRACTION,
             ),
+            unknown_pod_cap: v.bounded_count(
+                "guards.unknownPodCap",
+                self.guards.unknown_pod_cap,
+                defaults::UNKNOWN_POD_CAP,
+                0,
+                defaults::UNKNOWN_POD_CAP_MAX,
+            ),
         };
         let hotspot = Hotspot {
             cpu_factor: v.non_negative(
@@ -632,6 +753,7 @@ impl PolicyFile {
             ),
             evict_stateful_sets: d.evict_stateful_sets.unwrap_or(false),
             evict_local_storage: d.evict_local_storage.unwrap_or(false),
+            protected: v.protected(&d.protected),
         };
 
         if !v.errors.is_empty() {
@@ -714,6 +836,112 @@ impl Validator {
                 self.fail(path, e);
                 SignedDuration::ZERO
             }
+        }
+    }
+
+    /// A whole number in `[min, max]`.
+    fn bounded_count(
+        &mut self,
+        path: &str,
+        value: Option<u64>,
+        default: u32,
+        min: u32,
+        max: u32,
+    ) -> u32 {
+        let v = value.unwrap_or(u64::from(default));
+        match u32::try_from(v) {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.fail(path, format!("must be in [{min}, {max}], got {v}"));
+                default
+            }
+        }
+    }
+
+    fn name_list(&mut self, path: &str, value: Option<&[String]>, default: &[&str]) -> NameList {
+        let result = match value {
+            Some(entries) => NameList::from_entries(path, entries),
+            None => NameList::from_entries(path, default),
+        };
+        result.unwrap_or_else(|e| {
+            let rule = match &e {
+                crate::whitelist::WhitelistError::BadEntry {
+                    line,
+                    entry,
+                    problem,
+                    ..
+                } => format!("entry {} ({entry:?}) {problem}", line - 1),
+                other => other.to_string(),
+            };
+            self.fail(path, rule);
+            NameList::default()
+        })
+    }
+
+    fn protected(&mut self, file: &ProtectedFile) -> Protected {
+        let namespaces = self.name_list(
+            "descheduler.protected.namespaces",
+            file.namespaces.as_deref(),
+            &defaults::PROTECTED_NAMESPACES,
+        );
+        let apps = self.name_list(
+            "descheduler.protected.apps",
+            file.apps.as_deref(),
+            &defaults::PROTECTED_APPS,
+        );
+        let selector_files = file
+            .selectors
+            .clone()
+            .unwrap_or_else(default_protected_selectors);
+        let mut selectors = Vec::with_capacity(selector_files.len());
+        for (i, sel) in selector_files.iter().enumerate() {
+            let at = format!("descheduler.protected.selectors[{i}]");
+            let labels = sel.match_labels.clone().unwrap_or_default();
+            let exprs = sel.match_expressions.clone().unwrap_or_default();
+            if labels.is_empty() && exprs.is_empty() {
+                self.fail(
+                    &at,
+                    "an empty selector would protect every pod: give matchLabels or matchExpressions",
+                );
+                continue;
+            }
+            let mut requirements = Vec::with_capacity(exprs.len());
+            for (j, e) in exprs.iter().enumerate() {
+                let at = format!("{at}.matchExpressions[{j}]");
+                if e.key.trim().is_empty() {
+                    self.fail(format!("{at}.key"), "is required");
+                }
+                let values = e.values.clone().unwrap_or_default();
+                match e.operator.as_str() {
+                    "In" | "NotIn" if values.is_empty() => self.fail(
+                        format!("{at}.values"),
+                        format!("must not be empty for operator {}", e.operator),
+                    ),
+                    "Exists" | "DoesNotExist" if !values.is_empty() => self.fail(
+                        format!("{at}.values"),
+                        format!("must be empty for operator {}", e.operator),
+                    ),
+                    op if !SELECTOR_OPERATORS.contains(&op) => self.fail(
+                        format!("{at}.operator"),
+                        format!("{op:?} is not one of {}", SELECTOR_OPERATORS.join(", ")),
+                    ),
+                    _ => {}
+                }
+                requirements.push(LabelSelectorRequirement {
+                    key: e.key.clone(),
+                    operator: e.operator.clone(),
+                    values: e.values.clone(),
+                });
+            }
+            selectors.push(LabelSelector {
+                match_labels: (!labels.is_empty()).then_some(labels),
+                match_expressions: (!requirements.is_empty()).then_some(requirements),
+            });
+        }
+        Protected {
+            namespaces,
+            apps,
+            selectors,
         }
     }
 
@@ -908,6 +1136,10 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             policy.guards.max_unknown_fraction.to_string(),
         ),
         (
+            "guards.unknownPodCap".into(),
+            policy.guards.unknown_pod_cap.to_string(),
+        ),
+        (
             "hotspot.cpuFactor".into(),
             policy.hotspot.cpu_factor.to_string(),
         ),
@@ -972,6 +1204,36 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
         (
             "descheduler.evictLocalStorage".into(),
             d.evict_local_storage.to_string(),
+        ),
+        (
+            "descheduler.protected.namespaces".into(),
+            format!(
+                "[{}]",
+                d.protected
+                    .namespaces
+                    .entries()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        (
+            "descheduler.protected.apps".into(),
+            format!(
+                "[{}]",
+                d.protected.apps.entries().collect::<Vec<_>>().join(", ")
+            ),
+        ),
+        (
+            "descheduler.protected.selectors".into(),
+            format!(
+                "[{}]",
+                d.protected
+                    .selectors
+                    .iter()
+                    .map(crate::selector::selector_text)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         ),
     ]);
     out

@@ -51,8 +51,11 @@ pub fn init_tracing(args: &LogArgs) -> Result<(), RuntimeError> {
         filter: args.log_level.clone(),
         message: e.to_string(),
     })?;
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, never in files or log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match args.log_format {
         LogFormat::Plain => builder.finish().try_init(),

@@ -32,6 +32,9 @@ pub struct BoundPod {
     pub bound_at: Timestamp,
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    /// Pinned to its node whatever realload says (DaemonSet or static pod): it adds load, but
+    /// does not count toward the unknown-node cap, since no placement decision brought it.
+    pub pinned: bool,
 }
 
 /// Load added by pods bound after the node's newest valid reading, as shares of allocatable.
@@ -113,6 +116,74 @@ pub struct NodeAssessment {
     pub hotspot: ResourceShares,
     /// False when any scored metric lacks a valid reading: the node is *unknown*.
     pub known: bool,
+    /// For an unknown node: since when it has been unknown (`None` when known, or when nothing
+    /// tells: then every remembered pod counts).
+    pub unknown_since: Option<Timestamp>,
+    /// For an unknown node: the pods placed on it since it became unknown, in-flight ones
+    /// included, that count toward `guards.unknownPodCap` (0 for a known node).
+    pub unknown_pods: u32,
+}
+
+/// What realload knows of one node besides the policy and the clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeInput<'a> {
+    /// One parsed reading per policy metric, in policy order.
+    pub readings: &'a [RawReading],
+    /// Per policy metric: since when its annotation has held a value that can never be valid
+    /// (missing, unparsable, below the floor), as the watch saw it. Missing entries mean "as
+    /// long as the caller remembers pods".
+    pub bad_since: &'a [Option<Timestamp>],
+    /// Pods bound to the node that no valid reading covers yet (and, while the node is
+    /// unknown, those bound since it became unknown).
+    pub pods: &'a [BoundPod],
+    /// Pods that passed the filter onto this node and whose binding has not been seen yet.
+    pub in_flight: u32,
+    pub allocatable: Allocatable,
+}
+
+/// Since when a node has been unknown, if it is unknown at `now`: the earliest instant from
+/// which every currently non-valid scored metric has stayed non-valid. A stale reading went
+/// bad when it passed its max age; other bad values went bad when the watch first saw them
+/// (`bad_since`), or, when nothing tells, at the beginning of memory (`Timestamp::MIN`).
+pub fn unknown_since(
+    policy: &Policy,
+    readings: &[RawReading],
+    bad_since: &[Option<Timestamp>],
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let mut since: Option<Timestamp> = None;
+    for (i, spec) in policy.metrics.iter().enumerate() {
+        if !spec.is_scored() {
+            continue;
+        }
+        let raw = readings.get(i).unwrap_or(&RawReading::Missing);
+        let went_bad = match raw.classify(now, spec.max_age, spec.floor) {
+            Assessed::Valid { .. } => continue,
+            Assessed::Stale { reading, .. } => reading
+                .sampled_at
+                .checked_add(spec.max_age)
+                .unwrap_or(Timestamp::MIN),
+            _ => bad_since
+                .get(i)
+                .copied()
+                .flatten()
+                .unwrap_or(Timestamp::MIN),
+        };
+        since = Some(since.map_or(went_bad, |s| s.min(went_bad)));
+    }
+    since
+}
+
+/// The pods that count toward the unknown-node cap: placed (not pinned) at or after `since`.
+/// Binding times have whole-second precision, so `since` is taken down to its second: a pod
+/// bound in the same second counts (the cap errs on the safe side).
+pub fn pods_since(pods: &[BoundPod], since: Option<Timestamp>) -> u32 {
+    let since = since.map(|t| Timestamp::from_second(t.as_second()).unwrap_or(Timestamp::MIN));
+    let n = pods
+        .iter()
+        .filter(|p| !p.pinned && since.is_none_or(|s| p.bound_at >= s))
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The newest sample time among a node's valid readings.
@@ -127,7 +198,8 @@ pub fn newest_valid_sample(assessed: &[Assessed]) -> Option<Timestamp> {
 }
 
 /// Classifies `readings` (aligned with `policy.metrics`) at `now` and adds the hot-spot estimate
-/// of `bound_pods` that no valid reading covers yet.
+/// of `bound_pods` that no valid reading covers yet. Every pod given counts toward the
+/// unknown-node cap if the node is unknown; [`assess`] takes the full input.
 pub fn assess_node(
     policy: &Policy,
     readings: &[RawReading],
@@ -135,24 +207,48 @@ pub fn assess_node(
     allocatable: Allocatable,
     now: Timestamp,
 ) -> NodeAssessment {
+    assess(
+        policy,
+        &NodeInput {
+            readings,
+            bad_since: &[],
+            pods: bound_pods,
+            in_flight: 0,
+            allocatable,
+        },
+        now,
+    )
+}
+
+/// Judges one node at `now`: every reading classified, the hot-spot estimate added, and for an
+/// unknown node the pods it took since it became unknown.
+pub fn assess(policy: &Policy, input: &NodeInput<'_>, now: Timestamp) -> NodeAssessment {
     let assessed: SmallVec<[Assessed; 4]> = policy
         .metrics
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            readings
+            input
+                .readings
                 .get(i)
                 .unwrap_or(&RawReading::Missing)
                 .classify(now, spec.max_age, spec.floor)
         })
         .collect();
     let hotspot = hotspot_addition(
-        bound_pods,
+        input.pods,
         newest_valid_sample(&assessed),
-        allocatable,
+        input.allocatable,
         policy,
     );
-    assessment_from(policy, assessed, hotspot)
+    let mut node = assessment_from(policy, assessed, hotspot);
+    if !node.known {
+        let since = unknown_since(policy, input.readings, input.bad_since, now)
+            .filter(|t| *t > Timestamp::MIN);
+        node.unknown_since = since;
+        node.unknown_pods = pods_since(input.pods, since).saturating_add(input.in_flight);
+    }
+    node
 }
 
 /// Builds an assessment from already-classified readings and a hot-spot share.
@@ -184,6 +280,8 @@ pub fn assessment_from(
         metrics,
         hotspot,
         known,
+        unknown_since: None,
+        unknown_pods: 0,
     }
 }
 
@@ -198,7 +296,16 @@ pub enum FilterVerdict {
         threshold: f64,
         estimated: f64,
     },
+    /// An unknown node that already took `guards.unknownPodCap` pods since it became unknown.
+    #[serde(rename_all = "camelCase")]
+    UnknownCap {
+        placed: u32,
+        cap: u32,
+    },
 }
+
+/// The filter-rejection reason of [`FilterVerdict::UnknownCap`] in metrics and logs.
+pub const UNKNOWN_CAP_REASON: &str = "unknown-cap";
 
 impl FilterVerdict {
     pub fn passes(&self) -> bool {
@@ -212,12 +319,25 @@ impl FilterVerdict {
             FilterVerdict::Reject {
                 metric, threshold, ..
             } => Some(format!("realload: node {metric} above {threshold:.2}")),
+            FilterVerdict::UnknownCap { cap, .. } => Some(format!(
+                "realload: node load unknown and it took its {cap} pod(s) allowed until a valid reading; the pod waits for a reading or a known node"
+            )),
+        }
+    }
+
+    /// Why a node was rejected, as a metric label: the metric, or `unknown-cap`.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            FilterVerdict::Pass => None,
+            FilterVerdict::Reject { metric, .. } => Some(metric),
+            FilterVerdict::UnknownCap { .. } => Some(UNKNOWN_CAP_REASON),
         }
     }
 }
 
-/// The filter: a node is rejected only when a valid estimate is above a metric's threshold;
-/// readings that are not valid never reject (the node is not known to be hot).
+/// The filter: a node is rejected when a valid estimate is above a metric's threshold, or when
+/// it is unknown and already took `guards.unknownPodCap` pods since it became unknown. Readings
+/// that are not valid never reject for load (the node is not known to be hot).
 pub fn filter_verdict(policy: &Policy, node: &NodeAssessment) -> FilterVerdict {
     for (spec, m) in policy.metrics.iter().zip(&node.metrics) {
         if let (Some(threshold), Some(estimated)) = (spec.filter_above, m.estimated)
@@ -229,6 +349,13 @@ pub fn filter_verdict(policy: &Policy, node: &NodeAssessment) -> FilterVerdict {
                 estimated,
             };
         }
+    }
+    let cap = policy.guards.unknown_pod_cap;
+    if !node.known && node.unknown_pods >= cap {
+        return FilterVerdict::UnknownCap {
+            placed: node.unknown_pods,
+            cap,
+        };
     }
     FilterVerdict::Pass
 }
@@ -271,6 +398,8 @@ pub struct Decision {
     pub unknown: usize,
     pub verdicts: Vec<FilterVerdict>,
     pub scores: Vec<i64>,
+    /// Per candidate: whether it is known (all scored readings valid).
+    pub known: Vec<bool>,
 }
 
 /// What the set-level decision needs of one node: small, so a request over thousands of
@@ -280,6 +409,8 @@ pub struct Judgement {
     pub known: bool,
     pub verdict: FilterVerdict,
     pub score: i64,
+    /// See [`NodeAssessment::unknown_pods`].
+    pub unknown_pods: u32,
 }
 
 pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
@@ -287,14 +418,47 @@ pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
         known: node.known,
         verdict: filter_verdict(policy, node),
         score: score(policy, node),
+        unknown_pods: node.unknown_pods,
+    }
+}
+
+impl Judgement {
+    /// The same judgement with `in_flight` more pods heading for the node (filtered onto it,
+    /// binding not seen yet): an unknown node may reach its cap with them.
+    pub fn with_in_flight(mut self, policy: &Policy, in_flight: u32) -> Judgement {
+        if self.known || in_flight == 0 {
+            return self;
+        }
+        self.unknown_pods = self.unknown_pods.saturating_add(in_flight);
+        let cap = policy.guards.unknown_pod_cap;
+        if self.verdict.passes() && self.unknown_pods >= cap {
+            self.verdict = FilterVerdict::UnknownCap {
+                placed: self.unknown_pods,
+                cap,
+            };
+        }
+        self
     }
 }
 
 /// Filters and scores every candidate, applying the circuit breaker over the set: when it trips,
-/// nothing is filtered for load and every candidate gets [`NEUTRAL_SCORE`].
+/// nothing is filtered (neither for load nor by the unknown-node cap) and every candidate gets
+/// [`NEUTRAL_SCORE`].
 pub fn decide_judged(policy: &Policy, judged: Vec<Judgement>) -> Decision {
+    decide_judged_with(policy, judged, None)
+}
+
+/// [`decide_judged`] with the breaker's verdict given (`Some`) rather than judged over these
+/// candidates: prioritize takes the verdict its filter call reached over the nodes kube-scheduler
+/// offered, since realload's own filter has already removed some of them.
+pub fn decide_judged_with(
+    policy: &Policy,
+    judged: Vec<Judgement>,
+    breaker: Option<bool>,
+) -> Decision {
     let unknown = judged.iter().filter(|j| !j.known).count();
-    let breaker_tripped = breaker_trips(policy, unknown, judged.len());
+    let breaker_tripped = breaker.unwrap_or_else(|| breaker_trips(policy, unknown, judged.len()));
+    let known = judged.iter().map(|j| j.known).collect();
     let (verdicts, scores) = if breaker_tripped {
         (
             vec![FilterVerdict::Pass; judged.len()],
@@ -308,6 +472,7 @@ pub fn decide_judged(policy: &Policy, judged: Vec<Judgement>) -> Decision {
         unknown,
         verdicts,
         scores,
+        known,
     }
 }
 

@@ -36,7 +36,28 @@ pub struct NameList {
     entries: Vec<(String, GlobMatcher)>,
 }
 
+/// Two lists are equal when they hold the same entries in the same order.
+impl PartialEq for NameList {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries().eq(other.entries())
+    }
+}
+
 impl NameList {
+    /// A list from entries one by one (the policy's protected set); `key` names the list in
+    /// errors and each entry's position is reported as its line.
+    pub fn from_entries<S: AsRef<str>>(
+        key: &str,
+        entries: &[S],
+    ) -> Result<NameList, WhitelistError> {
+        let mut list = NameList::default();
+        for (index, entry) in entries.iter().enumerate() {
+            list.entries
+                .push(compile_entry(key, index + 1, entry.as_ref().trim())?);
+        }
+        Ok(list)
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         self.entries.iter().any(|(_, glob)| glob.is_match(name))
     }
@@ -110,34 +131,46 @@ fn parse_list(key: &str, value: &str) -> Result<NameList, WhitelistError> {
             if entry.is_empty() {
                 continue;
             }
-            let bad = |problem: &str| WhitelistError::BadEntry {
-                key: key.to_string(),
-                line: index + 1,
-                entry: entry.to_string(),
-                problem: problem.to_string(),
-            };
-            if entry.len() > 253 {
-                return Err(bad("is longer than 253 characters"));
-            }
-            if entry.contains(char::is_whitespace) {
-                return Err(bad(
-                    "contains whitespace (separate names with commas or newlines)",
-                ));
-            }
-            if let Some(c) = entry.chars().find(|c| !is_name_char(*c)) {
-                return Err(bad(&format!(
-                    "contains {c:?}: only letters, digits, '-', '.', '_' and the glob '*' are allowed"
-                )));
-            }
-            let glob = GlobBuilder::new(entry)
-                .literal_separator(false)
-                .build()
-                .map_err(|e| bad(&format!("is not a valid glob: {e}")))?
-                .compile_matcher();
-            list.entries.push((entry.to_string(), glob));
+            list.entries.push(compile_entry(key, index + 1, entry)?);
         }
     }
     Ok(list)
+}
+
+/// Checks one entry (a name or a `*` glob) and compiles it.
+fn compile_entry(
+    key: &str,
+    line: usize,
+    entry: &str,
+) -> Result<(String, GlobMatcher), WhitelistError> {
+    let bad = |problem: &str| WhitelistError::BadEntry {
+        key: key.to_string(),
+        line,
+        entry: entry.to_string(),
+        problem: problem.to_string(),
+    };
+    if entry.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if entry.len() > 253 {
+        return Err(bad("is longer than 253 characters"));
+    }
+    if entry.contains(char::is_whitespace) {
+        return Err(bad(
+            "contains whitespace (separate names with commas or newlines)",
+        ));
+    }
+    if let Some(c) = entry.chars().find(|c| !is_name_char(*c)) {
+        return Err(bad(&format!(
+            "contains {c:?}: only letters, digits, '-', '.', '_' and the glob '*' are allowed"
+        )));
+    }
+    let glob = GlobBuilder::new(entry)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| bad(&format!("is not a valid glob: {e}")))?
+        .compile_matcher();
+    Ok((entry.to_string(), glob))
 }
 
 fn is_name_char(c: char) -> bool {

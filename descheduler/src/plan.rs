@@ -6,10 +6,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use realload_common::objects::{NodeView, Requests, pod_requests};
+use realload_common::objects::{NodeView, Requests, is_static_pod, pod_requests};
 use realload_common::policy::{DESTINATION_METRIC, Policy};
 use realload_common::reading::Assessed;
+use realload_common::selector::{expression_matches, label_selector_matches};
 use realload_common::whitelist::Whitelist;
 use serde::Serialize;
 
@@ -113,47 +113,6 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// A label requirement (`In`, `NotIn`, `Exists`, `DoesNotExist`, and for node affinity `Gt`, `Lt`).
-fn expression_matches(operator: &str, values: &[String], value: Option<&String>) -> bool {
-    match operator {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let match_labels = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let expressions = selector.match_expressions.as_ref().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            expression_matches(
-                &e.operator,
-                e.values.as_deref().unwrap_or_default(),
-                labels.get(&e.key),
-            )
-        })
-    });
-    match_labels && expressions
-}
-
 fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     tolerations.iter().any(|t| {
         let effect_ok = t
@@ -212,19 +171,6 @@ fn has_local_storage(pod: &Pod) -> bool {
             v.iter()
                 .any(|v| v.empty_dir.is_some() || v.host_path.is_some())
         })
-}
-
-fn is_mirror(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
-        || pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.kind == "Node")
 }
 
 fn is_system_critical(pod: &Pod) -> bool {
@@ -397,7 +343,7 @@ pub fn pod_exclusion(
     if phase != "Running" || !is_ready(pod) {
         return Some("not Running and Ready".into());
     }
-    if is_mirror(pod) {
+    if is_static_pod(pod) {
         return Some("mirror (static) pod: never evicted".into());
     }
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();

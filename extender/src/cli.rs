@@ -5,14 +5,9 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use k8s_openapi::api::core::v1::Pod;
-use realload_common::cli::{OutputFormat, PolicyArgs, SnapshotArgs, load_policy};
+use realload_common::cli::{OutputFormat, PolicyArgs, SnapshotArgs};
 use realload_common::runtime::LogArgs;
-use tokio_util::sync::CancellationToken;
-
-use crate::explain;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,9 +38,20 @@ pub struct ServeArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
-    /// Address to listen on.
+    /// Address of the extender API (what kube-scheduler calls).
     #[arg(long, default_value = "0.0.0.0:8888")]
     pub listen: SocketAddr,
+    /// Address of the admin endpoints: /healthz, /readyz, /metrics, /debug/nodes (no client
+    /// certificate asked, so the kubelet's probes and Prometheus reach them).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub admin_listen: SocketAddr,
+    /// Serve the admin endpoints over HTTPS too (the --tls-cert certificate, no client auth).
+    #[arg(long, requires = "tls_cert")]
+    pub admin_tls: bool,
+    /// After SIGTERM, keep answering this long while unready, so that kube-scheduler stops
+    /// calling before the listener closes (terminationGracePeriodSeconds must exceed it plus 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    pub drain_period: Duration,
     /// Prefix of the extender routes, e.g. `/scheduler` for `/scheduler/filter`.
     #[arg(long, default_value = "")]
     pub path_prefix: String,
@@ -158,38 +164,4 @@ pub struct ExplainArgs {
     pub pod: PathBuf,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-}
-
-/// Runs `explain`, printing to stdout: on a snapshot, or on the live cluster once the extender's
-/// watches have synced.
-pub async fn run_explain(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let policy = load_policy(args.policy.policy.as_deref())?;
-    let pod_text = std::fs::read_to_string(&args.pod)
-        .with_context(|| format!("pod file {}", args.pod.display()))?;
-    let pod: Pod = serde_yaml::from_str(&pod_text)
-        .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
-    let (state, _client) = crate::serve::build_state(
-        policy.clone(),
-        args.snapshot.snapshot.as_deref(),
-        args.snapshot.now,
-        &shutdown,
-    )
-    .await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !state.synced() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the node and pod watches did not sync within 60s");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => bail!("interrupted"),
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-    }
-    shutdown.cancel();
-    let explanation = explain::explain(&state, &pod);
-    let text = match args.output {
-        OutputFormat::Table => explain::render_table(&explanation, &policy),
-        OutputFormat::Json => serde_json::to_string_pretty(&explanation)?,
-    };
-    realload_common::cli::write_stdout(&text).context("writing to stdout")
 }

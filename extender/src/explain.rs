@@ -2,6 +2,13 @@
 //! pod, with every reading, its quality, the hot-spot addition, the filter verdict and the score.
 
 use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use realload_common::cli::{OutputFormat, load_policy};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ExplainArgs;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
@@ -22,22 +29,38 @@ pub struct Explanation {
     pub neutral_reason: Option<String>,
     pub breaker_tripped: bool,
     pub unknown_nodes: usize,
+    /// The most pods an unknown node takes while it stays unknown (`guards.unknownPodCap`).
+    pub unknown_pod_cap: u32,
+    /// Set when no node with valid readings passes: what happens to the pod.
+    pub warning: Option<String>,
     pub nodes: Vec<NodeRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRow {
+    /// 1 for the best; nodes the extender cannot tell apart share a rank (`tied`), and then
+    /// kube-scheduler's own scores decide between them.
     pub rank: usize,
+    pub tied: bool,
     pub node: String,
     pub score: i64,
     pub passes: bool,
     pub filter_message: Option<String>,
     pub known: bool,
+    /// For an unknown node: pods placed on it since it became unknown (in flight included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_pods: Option<u32>,
+    /// For an unknown node: since when, as far as the extender can tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_since: Option<Timestamp>,
     pub hotspot_cpu: f64,
     pub hotspot_memory: f64,
     pub readings: Vec<ReadingCell>,
     pub notes: Vec<String>,
+    /// Rejected by the unknown-node cap.
+    #[serde(skip)]
+    pub capped: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,16 +95,20 @@ pub fn reading_cells(policy: &Policy, a: &NodeAssessment) -> Vec<ReadingCell> {
 }
 
 /// Ranks every indexed node for `pod` exactly as the extender's filter and prioritize would
-/// (the same state, the same scoring, the circuit breaker over all of them).
+/// (the same generation, the same scoring, the circuit breaker over all of them).
 pub fn explain(state: &State, pod: &Pod) -> Explanation {
-    let policy = state.policy();
+    let generation = state.generation();
+    let policy = &generation.policy;
     let now = state.clock.now();
-    let index = state.index();
-    let mut views: Vec<&NodeView> = index.nodes.values().collect();
+    let in_flight = state.memory.in_flight();
+    let mut views: Vec<&NodeView> = generation.nodes.values().map(|e| &*e.view).collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
     let assessments: Vec<NodeAssessment> = views
         .iter()
-        .map(|v| state.assess_known(&index, &policy, &v.name, now))
+        .map(|v| {
+            let flying = in_flight.get(v.name.as_str()).copied().unwrap_or(0);
+            generation.assess(&v.name, flying, now)
+        })
         .collect();
     let neutral_reason = if is_daemonset_pod(pod) {
         Some("DaemonSet pod: all nodes pass with equal scores".to_string())
@@ -90,7 +117,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
     } else {
         None
     };
-    let decision = scoring::decide(&policy, &assessments);
+    let decision = scoring::decide(policy, &assessments);
     let neutral = neutral_reason.is_some();
     let mut rows: Vec<NodeRow> = views
         .iter()
@@ -111,27 +138,27 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
             }
             NodeRow {
                 rank: 0,
+                tied: false,
                 node: view.name.clone(),
                 score,
                 passes: verdict.passes(),
                 filter_message: verdict.message(),
                 known: a.known,
+                unknown_pods: (!a.known).then_some(a.unknown_pods),
+                unknown_since: a.unknown_since,
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
-                readings: reading_cells(&policy, a),
+                readings: reading_cells(policy, a),
                 notes,
+                capped: matches!(verdict, FilterVerdict::UnknownCap { .. }),
             }
         })
         .collect();
-    rows.sort_by(|a, b| {
-        b.passes
-            .cmp(&a.passes)
-            .then(b.score.cmp(&a.score))
-            .then_with(|| a.node.cmp(&b.node))
-    });
-    for (i, row) in rows.iter_mut().enumerate() {
-        row.rank = i + 1;
-    }
+    rank(&mut rows);
+    let breaker_tripped = decision.breaker_tripped && !neutral;
+    let warning = (!neutral && !breaker_tripped)
+        .then(|| waiting_warning(&rows, policy.guards.unknown_pod_cap))
+        .flatten();
     Explanation {
         pod: format!(
             "{}/{}",
@@ -140,9 +167,54 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
         ),
         now,
         neutral_reason,
-        breaker_tripped: decision.breaker_tripped && !neutral,
+        breaker_tripped,
         unknown_nodes: decision.unknown,
+        unknown_pod_cap: policy.guards.unknown_pod_cap,
+        warning,
         nodes: rows,
+    }
+}
+
+/// Orders rows best first (passing, then score) and numbers them; rows the extender scores the
+/// same share a rank.
+fn rank(rows: &mut [NodeRow]) {
+    rows.sort_by(|a, b| {
+        b.passes
+            .cmp(&a.passes)
+            .then(b.score.cmp(&a.score))
+            .then_with(|| a.node.cmp(&b.node))
+    });
+    let key = |r: &NodeRow| (r.passes, r.score);
+    let mut rank = 0;
+    for i in 0..rows.len() {
+        if i == 0 || key(&rows[i]) != key(&rows[i - 1]) {
+            rank = i + 1;
+        }
+        rows[i].rank = rank;
+    }
+    for i in 0..rows.len() {
+        let same = |j: usize| rows.get(j).is_some_and(|r| key(r) == key(&rows[i]));
+        rows[i].tied = (i > 0 && same(i - 1)) || same(i + 1);
+    }
+}
+
+/// What happens to a pod no known node can take.
+fn waiting_warning(rows: &[NodeRow], cap: u32) -> Option<String> {
+    if rows.iter().any(|r| r.passes && r.known) {
+        return None;
+    }
+    let unknown_open = rows.iter().filter(|r| r.passes && !r.known).count();
+    let capped = rows.iter().filter(|r| r.capped).count();
+    if unknown_open > 0 {
+        Some(format!(
+            "no node with valid readings can take this pod: only {unknown_open} unknown node(s) pass, and each takes at most {cap} pod(s) until it reports a valid reading; beyond that the pod waits"
+        ))
+    } else if capped > 0 {
+        Some(format!(
+            "no node passes: {capped} unknown node(s) already took their {cap} pod(s); the pod waits until a node reports a valid reading or a known node has room"
+        ))
+    } else {
+        None
     }
 }
 
@@ -170,7 +242,11 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
     let mut rows = vec![header];
     for n in &e.nodes {
         let mut row = vec![
-            n.rank.to_string(),
+            if n.tied {
+                format!("{}=", n.rank)
+            } else {
+                n.rank.to_string()
+            },
             n.node.clone(),
             n.score.to_string(),
             if n.passes {
@@ -183,7 +259,14 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
         row.push(format!("+{:.2}/+{:.2}", n.hotspot_cpu, n.hotspot_memory));
         let mut notes = n.notes.clone();
         if !n.known {
-            notes.insert(0, "unknown".to_string());
+            notes.insert(
+                0,
+                format!(
+                    "unknown ({} of {} pods since)",
+                    n.unknown_pods.unwrap_or(0),
+                    e.unknown_pod_cap
+                ),
+            );
         }
         row.push(notes.join(","));
         rows.push(row);
@@ -217,6 +300,9 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
             policy.guards.unknown_load
         );
     }
+    if let Some(w) = &e.warning {
+        let _ = writeln!(out, "warning: {w}");
+    }
     for row in &rows {
         let line: Vec<String> = row
             .iter()
@@ -227,7 +313,40 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
     }
     let _ = writeln!(
         out,
-        "readings: ratio (→ with hot-spot estimate) or quality; score 0..10, higher is better"
+        "readings: ratio (→ with hot-spot estimate) or quality; score 0..10, higher is better; \"2=\" marks nodes realload scores the same (kube-scheduler's own scores decide between them)"
     );
     out
+}
+
+/// Runs `explain`, printing to stdout: on a snapshot, or on the live cluster once the extender's
+/// watches have synced.
+pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.policy.as_deref())?;
+    let pod_text = std::fs::read_to_string(&args.pod)
+        .with_context(|| format!("pod file {}", args.pod.display()))?;
+    let pod: Pod = serde_yaml::from_str(&pod_text)
+        .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
+    let watches = CancellationToken::new();
+    let running = crate::serve::build_state(
+        policy.clone(),
+        args.snapshot.snapshot.as_deref(),
+        args.snapshot.now,
+        &watches,
+    )
+    .await?;
+    let state = running.state;
+    let synced = tokio::select! {
+        _ = shutdown.cancelled() => bail!("interrupted"),
+        r = tokio::time::timeout(Duration::from_secs(60), state.index.wait_synced()) => r,
+    };
+    watches.cancel();
+    if synced.is_err() {
+        bail!("the node and pod watches did not sync within 60s");
+    }
+    let explanation = explain(&state, &pod);
+    let text = match args.output {
+        OutputFormat::Table => render_table(&explanation, &policy),
+        OutputFormat::Json => serde_json::to_string_pretty(&explanation)?,
+    };
+    realload_common::cli::write_stdout(&text).context("writing to stdout")
 }

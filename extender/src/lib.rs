@@ -5,9 +5,13 @@
 pub mod cli;
 pub mod collect;
 pub mod explain;
+pub mod index;
+pub mod memory;
 pub mod metrics;
 pub mod protocol;
+pub mod reload;
 pub mod serve;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod watch;

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = realload_common::runtime::shutdown_token()?;
     match &cli.command {
         Command::Serve(args) => realload_extender::serve::run(args, shutdown).await,
-        Command::Explain(args) => realload_extender::cli::run_explain(args, shutdown).await,
+        Command::Explain(args) => realload_extender::explain::run(args, shutdown).await,
         Command::Collect(args) => realload_extender::collect::run(args, shutdown).await,
     }
 }

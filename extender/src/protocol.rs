@@ -92,6 +92,7 @@ pub struct PodSummary {
 pub struct PodMeta {
     pub name: Option<String>,
     pub namespace: Option<String>,
+    pub uid: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
     pub owner_references: Option<Vec<OwnerRef>>,
 }
@@ -123,6 +124,12 @@ impl PodSummary {
         } else {
             None
         }
+    }
+
+    /// The key the extender remembers the pod under between its filter and prioritize calls.
+    pub fn key(&self) -> String {
+        let m = &self.metadata;
+        crate::state::pod_key(m.uid.as_deref(), m.namespace.as_deref(), m.name.as_deref())
     }
 
     pub fn display_name(&self) -> String {

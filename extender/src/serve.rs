@@ -1,36 +1,54 @@
 //! `realload-extender serve`: wires state, watches (or a snapshot), policy reload, TLS and the
-//! HTTP server together, and shuts down gracefully.
+//! two HTTP listeners together, and shuts down gracefully.
+//!
+//! - The API listener (`--listen`) serves only what kube-scheduler calls, behind client-certificate
+//!   auth when `--client-ca` is set.
+//! - The admin listener (`--admin-listen`) serves probes, metrics and `/debug/nodes` to the
+//!   kubelet, Prometheus and operators, who present no client certificate.
+//!
+//! On SIGTERM readiness goes false at once, the API keeps answering for `--drain-period` (until
+//! the Service has stopped sending requests here), then in-flight requests finish and the
+//! process exits.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum_server::tls_rustls::RustlsConfig;
 use realload_common::cli::{load_policy, load_snapshot};
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span};
 
 use crate::cli::ServeArgs;
 use crate::metrics::{MetricQuality, Metrics, ResultLabel};
-use crate::server::{AppState, Binder, router};
+use crate::reload::spawn_file_reload;
+use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
 use crate::state::{Clock, State};
+use crate::tls::{TlsFiles, reloading_config};
 use crate::watch::{spawn_node_watch, spawn_pod_watch};
 
-/// Builds a kube client from the environment (in-cluster or KUBECONFIG). Retries of 429/503/504
-/// stay on: the extender only reads, and a Binding is idempotent enough to retry.
-pub async fn kube_client() -> anyhow::Result<kube::Client> {
-    let config = kube::Config::infer()
+/// Builds the kube client every subcommand uses, from the environment (in-cluster or
+/// KUBECONFIG). `retry` keeps kube's automatic retries of 429/503/504 (the descheduler turns
+/// them off: a refused eviction must not be hammered).
+pub async fn kube_client(retry: bool) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer()
         .await
         .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
+    config.default_retry = retry;
     kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// The state and the tasks that keep it current.
+pub struct Running {
+    pub state: Arc<State>,
+    pub client: Option<kube::Client>,
+    /// Background tasks that must run as long as the process serves.
+    pub tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 /// Sets up state from a snapshot or from live watches.
@@ -39,7 +57,7 @@ pub async fn build_state(
     snapshot: Option<&Path>,
     now: Option<jiff::Timestamp>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<(Arc<State>, Option<kube::Client>)> {
+) -> anyhow::Result<Running> {
     let clock = now.map_or(Clock::System, Clock::Fixed);
     let state = Arc::new(State::new(policy, clock, Metrics::new()));
     match snapshot {
@@ -47,13 +65,29 @@ pub async fn build_state(
             let snap = load_snapshot(path)?;
             state.load_snapshot(&snap.nodes, &snap.pods);
             info!(nodes = snap.nodes.len(), pods = snap.pods.len(), snapshot = %path.display(), "loaded snapshot");
-            Ok((state, None))
+            Ok(Running {
+                state,
+                client: None,
+                tasks: Vec::new(),
+            })
         }
         None => {
-            let client = kube_client().await?;
-            spawn_node_watch(state.clone(), client.clone(), shutdown.clone());
-            spawn_pod_watch(state.clone(), client.clone(), shutdown.clone());
-            Ok((state, Some(client)))
+            let client = kube_client(true).await?;
+            let tasks = vec![
+                (
+                    "node watch",
+                    spawn_node_watch(state.clone(), client.clone(), shutdown.clone()),
+                ),
+                (
+                    "pod watch",
+                    spawn_pod_watch(state.clone(), client.clone(), shutdown.clone()),
+                ),
+            ];
+            Ok(Running {
+                state,
+                client: Some(client),
+                tasks,
+            })
         }
     }
 }
@@ -62,67 +96,61 @@ pub async fn build_state(
 /// policy in force stays.
 pub fn spawn_policy_reload(
     state: Arc<State>,
-    path: PathBuf,
+    path: std::path::PathBuf,
     period: Duration,
     shutdown: CancellationToken,
-) {
-    // Read now, not when the task first runs: a change in between must not be missed.
-    let mut last = std::fs::read(&path).ok();
-    tokio::spawn(
-        async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let current = match std::fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        warn!(path = %path.display(), error = %e, "policy file unreadable; keeping the policy in force");
-                        continue;
-                    }
-                };
-                if last.as_deref() == Some(current.as_slice()) {
-                    continue;
-                }
-                last = Some(current.clone());
-                let result = String::from_utf8(current)
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
-                match result {
-                    Ok(policy) => {
-                        state.set_policy(policy);
-                        state.metrics.policy_reloads.get_or_create(&ResultLabel { result: "ok".into() }).inc();
-                        info!(path = %path.display(), "policy reloaded");
-                    }
-                    Err(e) => {
-                        state.metrics.policy_reloads.get_or_create(&ResultLabel { result: "invalid".into() }).inc();
-                        error!(path = %path.display(), error = %e, "new policy rejected; keeping the policy in force");
-                    }
-                }
+) -> JoinHandle<()> {
+    let shown = path.display().to_string();
+    spawn_file_reload("policy", vec![path], period, shutdown, move |contents| {
+        let result = contents
+            .first()
+            .ok_or_else(|| "no contents".to_string())
+            .and_then(|bytes| String::from_utf8(bytes.clone()).map_err(|e| e.to_string()))
+            .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
+        let label = |result: &str| ResultLabel {
+            result: result.into(),
+        };
+        match result {
+            Ok(policy) => {
+                state.set_policy(policy);
+                state
+                    .metrics
+                    .policy_reloads
+                    .get_or_create(&label("ok"))
+                    .inc();
+                info!(path = %shown, "policy reloaded");
+            }
+            Err(e) => {
+                state
+                    .metrics
+                    .policy_reloads
+                    .get_or_create(&label("invalid"))
+                    .inc();
+                error!(path = %shown, error = %e, "new policy rejected; keeping the policy in force");
             }
         }
-        .instrument(info_span!("policy_reload")),
-    );
+    })
 }
 
-/// Refreshes the gauges (nodes by reading quality, ledger size) and prunes the ledger.
+/// Refreshes the gauges (nodes by reading quality, ledger size), prunes the ledger and
+/// re-judges nodes whose cached judgement expired.
 pub fn housekeeping(state: &State) {
-    let ledger = state.prune();
-    state.metrics.ledger_pods.set(ledger as i64);
-    let policy = state.policy();
+    let ledger = state.housekeep();
+    state
+        .metrics
+        .ledger_pods
+        .set(i64::try_from(ledger).unwrap_or(i64::MAX));
+    let generation = state.generation();
+    let policy = &generation.policy;
     let now = state.clock.now();
-    let index = state.index();
     let mut counts = std::collections::HashMap::<(usize, Quality), i64>::new();
-    for view in index.nodes.values() {
-        for (i, (spec, r)) in policy.metrics.iter().zip(&view.readings).enumerate() {
+    for entry in generation.nodes.values() {
+        for (i, (spec, r)) in policy.metrics.iter().zip(&entry.view.readings).enumerate() {
             *counts
                 .entry((i, r.classify(now, spec.max_age, spec.floor).quality()))
                 .or_default() += 1;
         }
     }
-    drop(index);
     for (i, spec) in policy.metrics.iter().enumerate() {
         for q in Quality::ALL {
             state
@@ -137,98 +165,59 @@ pub fn housekeeping(state: &State) {
     }
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading certificates from {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "{} holds no PEM certificate",
-        path.display()
-    );
-    Ok(certs)
-}
-
-/// The rustls server configuration: our certificate, and client-certificate verification
-/// against `client_ca` when given (so that only kube-scheduler can call).
-pub fn tls_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: Option<&Path>,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading the private key {}", key.display()))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
-    let builder = match client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .with_context(|| format!("adding a CA certificate from {}", ca.display()))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .context("building the client-certificate verifier")?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .context("certificate and key do not match")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-fn files_fingerprint(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    paths.iter().map(|p| std::fs::read(p).ok()).collect()
-}
-
-/// Reloads the certificate (and CA) when the files change, e.g. when cert-manager rotates them.
-fn spawn_tls_reload(
-    config: RustlsConfig,
-    cert: PathBuf,
-    key: PathBuf,
-    ca: Option<PathBuf>,
-    shutdown: CancellationToken,
-) {
-    let mut watched = vec![cert.clone(), key.clone()];
-    watched.extend(ca.clone());
-    // Read now, not when the task first runs: a change in between must not be missed.
-    let mut last = files_fingerprint(&watched);
+/// Housekeeping every 5 s, and at once whenever the index (re)syncs, so the gauges never show
+/// an empty cluster after start.
+fn spawn_housekeeping(state: Arc<State>, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(
         async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut synced = state.index.subscribe_synced();
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tick.tick() => {}
-                }
-                let now = files_fingerprint(&watched);
-                if now == last {
-                    continue;
-                }
-                last = now;
-                match tls_config(&cert, &key, ca.as_deref()) {
-                    Ok(c) => {
-                        config.reload_from_config(c);
-                        info!("TLS certificate reloaded");
+                    changed = synced.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
                     }
-                    Err(e) => error!(error = %format!("{e:#}"), "new TLS files rejected; keeping the certificate in force"),
                 }
+                housekeeping(&state);
             }
         }
-        .instrument(info_span!("tls_reload")),
-    );
+        .instrument(info_span!("housekeeping")),
+    )
 }
 
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// Watches the background tasks: one that ends while the process is not shutting down (a
+/// panic included) is logged and takes readiness down for good, since the index would no longer
+/// follow the cluster.
+fn spawn_task_monitor(
+    state: Arc<State>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+    shutdown: CancellationToken,
+) {
+    for (name, handle) in tasks {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let result = handle.await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match result {
+                Ok(()) => error!(
+                    task = name,
+                    "background task ended; marking the extender unready"
+                ),
+                Err(e) => {
+                    error!(task = name, error = %e, "background task died; marking the extender unready")
+                }
+            }
+            state.mark_broken();
+        });
+    }
+}
 
 /// Connections that do not send their request headers in time are closed.
 fn limit_header_reads(
@@ -241,36 +230,100 @@ fn limit_header_reads(
         .header_read_timeout(timeout);
 }
 
-pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let policy = load_policy(args.policy.policy.as_deref())?;
-    let (state, client) = build_state(
-        policy,
-        args.snapshot.snapshot.as_deref(),
-        args.snapshot.now,
-        &shutdown,
-    )
-    .await?;
-    if let Some(path) = &args.policy.policy {
-        spawn_policy_reload(
-            state.clone(),
-            path.clone(),
-            Duration::from_secs(2),
-            shutdown.clone(),
-        );
-    }
+/// Serves `router` on `addr`, over TLS when `tls` is given, until `handle` shuts it down.
+async fn serve_on(
+    what: &'static str,
+    addr: SocketAddr,
+    router: axum::Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    handle: axum_server::Handle<SocketAddr>,
+    header_read_timeout: Duration,
+) -> anyhow::Result<()> {
     {
-        let state = state.clone();
-        let shutdown = shutdown.clone();
+        let handle = handle.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => housekeeping(&state),
-                }
+            if let Some(addr) = handle.listening().await {
+                info!(%addr, listener = what, "listening");
             }
         });
     }
+    let service = router.into_make_service();
+    // TCP_NODELAY: a response written in pieces must not wait on the client's delayed ACK.
+    let nodelay = axum_server::accept::NoDelayAcceptor::new();
+    match tls {
+        Some(config) => {
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay);
+            let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
+            limit_header_reads(server.http_builder(), header_read_timeout);
+            server.serve(service).await
+        }
+        None => {
+            let mut server = axum_server::bind(addr).acceptor(nodelay).handle(handle);
+            limit_header_reads(server.http_builder(), header_read_timeout);
+            server.serve(service).await
+        }
+    }
+    .with_context(|| format!("{what} listener on {addr}"))
+}
+
+/// How long in-flight requests get to finish after the drain period.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let policy = load_policy(args.policy.policy.as_deref())?;
+    // The servers stop on their own schedule (after the drain period), not at the signal.
+    let stop_serving = CancellationToken::new();
+    let Running {
+        state,
+        client,
+        mut tasks,
+    } = build_state(
+        policy,
+        args.snapshot.snapshot.as_deref(),
+        args.snapshot.now,
+        &stop_serving,
+    )
+    .await?;
+    if let Some(path) = &args.policy.policy {
+        tasks.push((
+            "policy reload",
+            spawn_policy_reload(
+                state.clone(),
+                path.clone(),
+                Duration::from_secs(2),
+                stop_serving.clone(),
+            ),
+        ));
+    }
+    tasks.push((
+        "housekeeping",
+        spawn_housekeeping(state.clone(), stop_serving.clone()),
+    ));
+    let api_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca.clone(),
+            };
+            let (config, task) = reloading_config(&files, stop_serving.clone())?;
+            tasks.push(("tls reload", task));
+            let admin = if args.admin_tls {
+                let files = TlsFiles {
+                    client_ca: None,
+                    ..files
+                };
+                let (config, task) = reloading_config(&files, stop_serving.clone())?;
+                tasks.push(("admin tls reload", task));
+                Some(config)
+            } else {
+                None
+            };
+            Some((config, admin))
+        }
+        _ => None,
+    };
+    spawn_task_monitor(state.clone(), tasks, shutdown.clone());
     let app = AppState {
         state: state.clone(),
         body_limit: args.body_limit,
@@ -279,57 +332,52 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         }),
     };
     #[allow(deprecated)] // TimeoutLayer::new is the plain 408 timeout we want
-    let router = router(app, &args.path_prefix).layer(TimeoutLayer::new(args.request_timeout));
+    let api = with_not_found(api_router(app.clone(), &args.path_prefix))
+        .layer(TimeoutLayer::new(args.request_timeout));
+    let admin = with_not_found(admin_router(app));
 
-    let handle = axum_server::Handle::new();
+    let api_handle = axum_server::Handle::new();
+    let admin_handle = axum_server::Handle::new();
     {
-        let handle = handle.clone();
+        let (api_handle, admin_handle) = (api_handle.clone(), admin_handle.clone());
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let drain = args.drain_period;
+        let stop_serving = stop_serving.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            state.readiness.set(false);
-            info!("shutting down: finishing in-flight requests");
-            handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            state.start_draining();
+            info!(drain = ?drain, "shutting down: unready now, still answering during the drain period");
+            tokio::time::sleep(drain).await;
+            info!("drain period over: finishing in-flight requests");
+            api_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            admin_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            stop_serving.cancel();
         });
     }
-    {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            if let Some(addr) = handle.listening().await {
-                info!(%addr, "serving the extender API");
-            }
-        });
-    }
-    let service = router.into_make_service();
-    match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let config =
-                RustlsConfig::from_config(tls_config(cert, key, args.client_ca.as_deref())?);
-            spawn_tls_reload(
-                config.clone(),
-                cert.clone(),
-                key.clone(),
-                args.client_ca.clone(),
-                shutdown.clone(),
-            );
-            // TCP_NODELAY: a response written in pieces must not wait on the client's delayed ACK.
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            let mut server = axum_server::bind(args.listen)
-                .acceptor(acceptor)
-                .handle(handle);
-            limit_header_reads(server.http_builder(), args.header_read_timeout);
-            server.serve(service).await.context("extender server")?;
-        }
-        _ => {
-            let mut server = axum_server::bind(args.listen)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new())
-                .handle(handle);
-            limit_header_reads(server.http_builder(), args.header_read_timeout);
-            server.serve(service).await.context("extender server")?;
-        }
-    }
+    let (api_tls, admin_tls) = match api_tls {
+        Some((api, admin)) => (Some(api), admin),
+        None => (None, None),
+    };
+    let api_server = serve_on(
+        "api",
+        args.listen,
+        api,
+        api_tls,
+        api_handle,
+        args.header_read_timeout,
+    );
+    let admin_server = serve_on(
+        "admin",
+        args.admin_listen,
+        admin,
+        admin_tls,
+        admin_handle,
+        args.header_read_timeout,
+    );
+    let result = tokio::try_join!(api_server, admin_server);
+    stop_serving.cancel();
+    result?;
     info!("extender stopped");
     Ok(())
 }

@@ -11,15 +11,33 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::Pod;
-use realload_common::runtime::admin_router;
+use realload_common::policy::Policy;
+use realload_common::reading::RawReading;
 use realload_common::scoring::{self, Allocatable, FilterVerdict, NEUTRAL_SCORE, NodeAssessment};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::memory::DecisionRecord;
 use crate::metrics::ReasonLabel;
 use crate::protocol::{self, Candidates, ExtenderArgs, NodeRead, ProtocolError};
 use crate::state::State;
 use serde_json::value::RawValue;
+
+/// Which call kube-scheduler made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Filter,
+    Prioritize,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Filter => "filter",
+            Verb::Prioritize => "prioritize",
+        }
+    }
+}
 
 /// What the extender decided for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +46,8 @@ pub struct Evaluation {
     pub outcome: &'static str,
     pub verdicts: Vec<FilterVerdict>,
     pub scores: Vec<i64>,
+    /// Candidates without valid readings (0 when the answer is neutral before judging).
+    pub unknown: usize,
 }
 
 fn neutral(outcome: &'static str, n: usize) -> Evaluation {
@@ -35,6 +55,7 @@ fn neutral(outcome: &'static str, n: usize) -> Evaluation {
         outcome,
         verdicts: vec![FilterVerdict::Pass; n],
         scores: vec![NEUTRAL_SCORE; n],
+        unknown: 0,
     }
 }
 
@@ -53,45 +74,100 @@ fn allocatable_of(node: &protocol::NodeRead<'_>) -> Allocatable {
     }
 }
 
-/// Judges every candidate of a request: neutral pods and an unsynced index get neutral answers;
-/// otherwise the shared scoring decides, circuit breaker included.
-pub fn evaluate(state: &State, args: &ExtenderArgs<'_>) -> Evaluation {
+/// The readings a non-cache request carries on one Node, parsed for the policy.
+fn carried_readings(policy: &Policy, node: &NodeRead<'_>) -> smallvec::SmallVec<[RawReading; 4]> {
+    policy
+        .metrics
+        .iter()
+        .map(|m| {
+            RawReading::from_annotation(
+                node.annotation(&m.annotation),
+                m.format,
+                &policy.crane_timezone,
+            )
+        })
+        .collect()
+}
+
+/// Judges every candidate of a request against one generation of the index: neutral pods and an
+/// unsynced index get neutral answers; otherwise the shared scoring decides.
+///
+/// The circuit breaker is judged on the nodes kube-scheduler offered: by the filter over its
+/// candidates, and by prioritize with the filter's verdict for the same pod (prioritize only sees
+/// what realload's own filter let through). A filter call that lets the pod onto unknown nodes
+/// counts it against their cap until its binding is seen.
+pub fn evaluate(state: &State, args: &ExtenderArgs<'_>, verb: Verb) -> Evaluation {
     let n = args.candidates.len();
     if let Some(reason) = args.pod.neutral_reason() {
         return neutral(reason, n);
     }
-    if !state.synced() {
+    let generation = state.generation();
+    if !generation.synced() {
         state.metrics.unsynced_requests.inc();
         return neutral("unsynced", n);
     }
-    let policy = state.policy();
+    let policy = &generation.policy;
     let now = state.clock.now();
-    let index = state.index();
-    // Judge each candidate as it is assessed: only the small judgement is kept.
+    let key = args.pod.key();
+    let in_flight = state.memory.in_flight_for(&key);
+    let flying = |name: &str| {
+        in_flight
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .copied()
+            .unwrap_or(0)
+    };
+    // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
         Candidates::Names(names) => names
             .iter()
-            .map(|name| state.judge_known(&index, &policy, name, now))
+            .map(|name| {
+                generation
+                    .judge(name, now)
+                    .with_in_flight(policy, flying(name))
+            })
             .collect(),
         Candidates::Nodes(nodes) => nodes
             .iter()
-            .map(|(_, n)| {
-                scoring::judge(
-                    &policy,
-                    &state.assess_carried(&index, &policy, n, allocatable_of(n), now),
-                )
+            .map(|(_, node)| {
+                let readings = carried_readings(policy, node);
+                let assessment = generation.assess_carried(
+                    &node.name,
+                    &readings,
+                    allocatable_of(node),
+                    flying(&node.name),
+                    now,
+                );
+                scoring::judge(policy, &assessment)
             })
             .collect(),
     };
-    drop(index);
-    let decision = scoring::decide_judged(&policy, judged);
+    let breaker = match verb {
+        Verb::Filter => None,
+        Verb::Prioritize => state.memory.breaker_of(&key),
+    };
+    let decision = scoring::decide_judged_with(policy, judged, breaker);
+    if verb == Verb::Filter {
+        let unknown_passed: smallvec::SmallVec<[Arc<str>; 4]> = if decision.breaker_tripped {
+            smallvec::SmallVec::new()
+        } else {
+            (0..n)
+                .filter(|&i| decision.verdicts[i].passes() && !decision.known[i])
+                .map(|i| Arc::from(args.candidates.name(i)))
+                .collect()
+        };
+        state
+            .memory
+            .remember(&key, decision.breaker_tripped, unknown_passed);
+    }
     if decision.breaker_tripped {
         state.metrics.breaker_trips.inc();
         warn!(
             pod = %args.pod.display_name(),
+            verb = verb.as_str(),
             unknown = decision.unknown,
             candidates = n,
-            "circuit breaker: too many candidates without valid readings, load-awareness suspended for this request"
+            "circuit breaker: too many offered nodes without valid readings, load-awareness suspended for this pod"
         );
     }
     Evaluation {
@@ -102,7 +178,41 @@ pub fn evaluate(state: &State, args: &ExtenderArgs<'_>) -> Evaluation {
         },
         verdicts: decision.verdicts,
         scores: decision.scores,
+        unknown: decision.unknown,
     }
+}
+
+/// Remembers the request for `/debug/nodes`.
+fn record(state: &State, verb: Verb, args: &ExtenderArgs<'_>, eval: &Evaluation) {
+    let (passed, best) = match verb {
+        Verb::Filter => (
+            eval.verdicts.iter().filter(|v| v.passes()).count(),
+            Vec::new(),
+        ),
+        Verb::Prioritize => {
+            let top = eval.scores.iter().copied().max().unwrap_or(NEUTRAL_SCORE);
+            let best: Vec<usize> = (0..eval.scores.len())
+                .filter(|&i| eval.scores[i] == top)
+                .collect();
+            let named = best
+                .iter()
+                .take(5)
+                .map(|&i| args.candidates.name(i).to_string())
+                .collect();
+            (best.len(), named)
+        }
+    };
+    state.recent.push(DecisionRecord {
+        at: state.clock.now(),
+        verb: verb.as_str(),
+        pod: args.pod.display_name(),
+        outcome: eval.outcome,
+        candidates: args.candidates.len(),
+        unknown: eval.unknown,
+        breaker_tripped: eval.outcome == "breaker",
+        passed,
+        best,
+    });
 }
 
 #[derive(Clone)]
@@ -236,18 +346,19 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
             return (status, Reply::Text(text));
         }
     };
-    let eval = evaluate(state, &args);
+    let eval = evaluate(state, &args, Verb::Filter);
+    record(state, Verb::Filter, &args, &eval);
     let mut passed = Vec::with_capacity(args.candidates.len());
     let mut messages: Vec<(usize, String)> = Vec::new();
     for (i, v) in eval.verdicts.iter().enumerate() {
-        match v {
-            FilterVerdict::Pass => passed.push(i),
-            FilterVerdict::Reject { metric, .. } => {
+        match v.reason() {
+            None => passed.push(i),
+            Some(reason) => {
                 state
                     .metrics
                     .filter_rejections
                     .get_or_create(&ReasonLabel {
-                        reason: metric.clone(),
+                        reason: reason.to_string(),
                     })
                     .inc();
                 messages.push((i, v.message().unwrap_or_default()));
@@ -294,7 +405,8 @@ pub fn prioritize_body(state: &State, body: &[u8], started: Instant) -> (StatusC
             );
         }
     };
-    let eval = evaluate(state, &args);
+    let eval = evaluate(state, &args, Verb::Prioritize);
+    record(state, Verb::Prioritize, &args, &eval);
     let response = protocol::prioritize_response(
         (0..args.candidates.len()).map(|i| (args.candidates.name(i), eval.scores[i])),
     );
@@ -448,6 +560,12 @@ struct DebugNode {
     hotspot_cpu: f64,
     hotspot_memory: f64,
     ledger_pods: usize,
+    /// For an unknown node: since when, and the pods placed since (in flight included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_since: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unknown_pods: Option<u32>,
+    in_flight: u32,
     filter: FilterVerdict,
     filter_message: Option<String>,
     score: i64,
@@ -458,53 +576,72 @@ struct DebugNode {
 struct DebugIndex {
     now: jiff::Timestamp,
     synced: bool,
-    breaker_tripped: bool,
+    generation: u64,
     unknown_nodes: usize,
+    unknown_pod_cap: u32,
+    /// Whether the breaker would trip if every indexed node were offered. Each request judges
+    /// it on its own candidates: see `recentDecisions`.
+    breaker_over_all_nodes: bool,
+    /// Of the recent decisions, how many had the breaker tripped.
+    recent_breaker_trips: usize,
     ledger_pods: usize,
+    in_flight_pods: usize,
+    recent_decisions: Vec<DecisionRecord>,
     nodes: Vec<DebugNode>,
 }
 
 /// `GET /debug/nodes`: every indexed node as filter and prioritize would judge it with all
-/// indexed nodes as candidates.
+/// indexed nodes as candidates, and the last decisions actually made, request by request.
 async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response {
     let state = &app.state;
-    let policy = state.policy();
+    let generation = state.generation();
+    let policy = &generation.policy;
     let now = state.clock.now();
-    let index = state.index();
-    let mut names: Vec<&String> = index.nodes.keys().collect();
+    let in_flight = state.memory.in_flight();
+    let mut names: Vec<&Arc<str>> = generation.nodes.keys().collect();
     names.sort();
+    let flying = |n: &str| in_flight.get(n).copied().unwrap_or(0);
     let assessments: Vec<NodeAssessment> = names
         .iter()
-        .map(|n| state.assess_known(&index, &policy, n, now))
+        .map(|n| generation.assess(n, flying(n), now))
         .collect();
-    let decision = scoring::decide(&policy, &assessments);
+    let decision = scoring::decide(policy, &assessments);
     let nodes = names
         .iter()
         .zip(&assessments)
         .enumerate()
         .map(|(i, (name, a))| {
-            let view = index.nodes.get(*name);
+            let view = generation.nodes.get(*name).map(|e| &e.view);
             DebugNode {
-                name: (*name).clone(),
+                name: name.to_string(),
                 known: a.known,
                 ready: view.is_some_and(|v| v.ready),
                 unschedulable: view.is_some_and(|v| v.unschedulable),
-                readings: crate::explain::reading_cells(&policy, a),
+                readings: crate::explain::reading_cells(policy, a),
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
-                ledger_pods: index.ledger.pods_on(name).len(),
+                ledger_pods: generation.pods_on(name).len(),
+                unknown_since: a.unknown_since,
+                unknown_pods: (!a.known).then_some(a.unknown_pods),
+                in_flight: flying(name),
                 filter_message: decision.verdicts[i].message(),
                 filter: decision.verdicts[i].clone(),
                 score: decision.scores[i],
             }
         })
         .collect();
+    let recent = state.recent.list();
     let body = DebugIndex {
         now,
-        synced: state.synced(),
-        breaker_tripped: decision.breaker_tripped,
+        synced: generation.synced(),
+        generation: generation.id,
         unknown_nodes: decision.unknown,
-        ledger_pods: index.ledger.len(),
+        unknown_pod_cap: policy.guards.unknown_pod_cap,
+        breaker_over_all_nodes: decision.breaker_tripped,
+        recent_breaker_trips: recent.iter().filter(|r| r.breaker_tripped).count(),
+        ledger_pods: generation.ledger_len,
+        in_flight_pods: state.memory.len(),
+        recent_decisions: recent,
         nodes,
     };
     match serde_json::to_string(&body) {
@@ -519,23 +656,35 @@ async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response {
 /// The verbs served under the path prefix (`filterVerb`, `prioritizeVerb`, `bindVerb`).
 pub const ROUTES: [&str; 3] = ["filter", "prioritize", "bind"];
 
-/// The whole router. `path_prefix` is `""` or like `/scheduler`.
-pub fn router(app: AppState, path_prefix: &str) -> Router {
+/// Adds the plain-text 404 a listener answers for any other path.
+pub fn with_not_found(router: Router) -> Router {
+    router.fallback(|| async { (StatusCode::NOT_FOUND, Body::from("not found\n")) })
+}
+
+/// The extender API kube-scheduler calls (client-certificate auth applies here). `path_prefix`
+/// is `""` or like `/scheduler`.
+pub fn api_router(app: AppState, path_prefix: &str) -> Router {
     let prefix = path_prefix.trim_end_matches('/');
     let mut api = Router::new()
         .route(&format!("{prefix}/{}", ROUTES[0]), post(filter))
-        .route(&format!("{prefix}/{}", ROUTES[1]), post(prioritize))
-        .route("/debug/nodes", get(debug_nodes));
+        .route(&format!("{prefix}/{}", ROUTES[1]), post(prioritize));
     if app.binder.is_some() {
         api = api.route(&format!("{prefix}/{}", ROUTES[2]), post(bind));
     }
-    let admin = admin_router(
+    api.with_state(app)
+}
+
+/// What probes, Prometheus and operators reach: `/healthz`, `/readyz`, `/metrics` and
+/// `/debug/nodes`, never the extender API.
+pub fn admin_router(app: AppState) -> Router {
+    let admin = realload_common::runtime::admin_router(
         app.state.readiness.clone(),
         app.state.metrics.registry.clone(),
     );
-    api.with_state(app)
+    Router::new()
+        .route("/debug/nodes", get(debug_nodes))
+        .with_state(app)
         .merge(admin)
-        .fallback(|| async { (StatusCode::NOT_FOUND, Body::from("not found\n")) })
 }
 
 #[cfg(test)]

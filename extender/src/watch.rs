@@ -17,6 +17,13 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use realload_common::objects::NodeView;
+use realload_common::policy::Policy;
+use tokio::sync::watch;
+
 use crate::metrics::WatchLabel;
 use crate::state::State;
 
@@ -51,7 +58,7 @@ impl Sink<Node> for Nodes {
     }
     fn init_done(&self) {
         self.0.nodes_init_done();
-        info!(nodes = self.0.index().nodes.len(), "node index synced");
+        info!(nodes = self.0.generation().nodes.len(), "node index synced");
     }
     fn failed(&self) {
         self.0
@@ -77,7 +84,7 @@ impl Sink<Pod> for Pods {
     }
     fn init_done(&self) {
         self.0.pods_init_done();
-        info!(ledger = self.0.index().ledger.len(), "pod ledger synced");
+        info!(ledger = self.0.generation().ledger_len, "pod ledger synced");
     }
     fn failed(&self) {
         self.0
@@ -136,11 +143,106 @@ pub fn spawn_node_watch(
     client: kube::Client,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_node_sink(Nodes(state), client, shutdown)
+}
+
+fn spawn_node_sink<S: Sink<Node>>(
+    sink: S,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let api: Api<Node> = Api::all(client);
     tokio::spawn(
-        run_watch(api, watcher::Config::default(), Nodes(state), shutdown)
+        run_watch(api, watcher::Config::default(), sink, shutdown)
             .instrument(info_span!("watch", resource = "nodes")),
     )
+}
+
+/// The Nodes the collector works on: each one's view, by name, fed by a node watch.
+pub struct NodeStore {
+    policy: Mutex<Arc<Policy>>,
+    nodes: Mutex<BTreeMap<String, NodeView>>,
+    pending: Mutex<Option<BTreeMap<String, NodeView>>>,
+    synced: watch::Sender<bool>,
+}
+
+impl NodeStore {
+    pub fn new(policy: Arc<Policy>) -> Arc<NodeStore> {
+        Arc::new(NodeStore {
+            policy: Mutex::new(policy),
+            nodes: Mutex::new(BTreeMap::new()),
+            pending: Mutex::new(None),
+            synced: watch::Sender::new(false),
+        })
+    }
+
+    /// Starts the node watch that keeps this store current.
+    pub fn watch(
+        self: &Arc<Self>,
+        client: kube::Client,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        spawn_node_sink(self.clone(), client, shutdown)
+    }
+
+    /// Waits until the watch has listed every Node.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as the store, which the caller holds.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Every Node, sorted by name.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        lock(&self.nodes).values().cloned().collect()
+    }
+
+    /// Re-reads every view for a new policy (its metrics name the annotations to parse).
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        for view in lock(&self.nodes).values_mut() {
+            view.reparse(&policy);
+        }
+        *lock(&self.policy) = policy;
+    }
+
+    fn view(&self, node: &Node) -> NodeView {
+        NodeView::from_node(node, &lock(&self.policy))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sink<Node> for Arc<NodeStore> {
+    fn init(&self) {
+        *lock(&self.pending) = Some(BTreeMap::new());
+    }
+    fn apply(&self, node: &Node) {
+        let view = self.view(node);
+        if let Some(p) = lock(&self.pending).as_mut() {
+            p.insert(view.name.clone(), view.clone());
+        }
+        lock(&self.nodes).insert(view.name.clone(), view);
+    }
+    fn delete(&self, node: &Node) {
+        if let Some(name) = node.metadata.name.as_deref() {
+            lock(&self.nodes).remove(name);
+            if let Some(p) = lock(&self.pending).as_mut() {
+                p.remove(name);
+            }
+        }
+    }
+    fn init_done(&self) {
+        if let Some(p) = lock(&self.pending).take() {
+            *lock(&self.nodes) = p;
+        }
+        info!(nodes = lock(&self.nodes).len(), "node list synced");
+        self.synced.send_replace(true);
+    }
+    fn failed(&self) {
+        self.synced.send_replace(false);
+    }
 }
 
 pub fn spawn_pod_watch(

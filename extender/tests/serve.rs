@@ -16,15 +16,25 @@ const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
 
 struct Extender {
     child: KillOnDrop,
+    /// The extender API (`--listen`).
     port: u16,
+    /// Probes, metrics and `/debug/nodes` (`--admin-listen`).
+    admin: u16,
     log: PathBuf,
 }
 
 fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
     let port = free_port();
+    let admin = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let admin_listen = format!("127.0.0.1:{admin}");
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve").args(["--listen", &listen]).args(args);
+    cmd.arg("serve")
+        .args(["--listen", &listen, "--admin-listen", &admin_listen])
+        .args(args);
+    if !args.contains(&"--drain-period") {
+        cmd.args(["--drain-period", "0s"]);
+    }
     cmd.env_remove("KUBECONFIG")
         .env("REALLOAD_LOG", "info,kube=warn");
     if let Some(k) = kubeconfig {
@@ -36,6 +46,7 @@ fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
     Extender {
         child: KillOnDrop(child),
         port,
+        admin,
         log,
     }
 }
@@ -93,7 +104,7 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Resul
 async fn wait_ready(ext: &Extender, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok((status, _)) = http(ext.port, "GET", "/readyz", "").await
+        if let Ok((status, _)) = http(ext.admin, "GET", "/readyz", "").await
             && status == want
         {
             return;
@@ -223,7 +234,7 @@ async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
         score(&v, "a") < score(&v, "b")
     })
     .await;
-    let (_, debug) = http(ext.port, "GET", "/debug/nodes", "").await.unwrap();
+    let (_, debug) = http(ext.admin, "GET", "/debug/nodes", "").await.unwrap();
     let debug: Value = serde_json::from_str(&debug).unwrap();
     assert_eq!(debug["ledgerPods"], 4);
 
@@ -265,7 +276,7 @@ async fn bind_mode_binds_through_the_api_and_counts_the_pod_at_once() {
     assert_eq!((status, body.as_str()), (200, r#"{"Error":""}"#));
     let pod = sim.get(resources::PODS, "default", "p").unwrap();
     assert_eq!(pod["spec"]["nodeName"], "a");
-    let (_, debug) = http(ext.port, "GET", "/debug/nodes", "").await.unwrap();
+    let (_, debug) = http(ext.admin, "GET", "/debug/nodes", "").await.unwrap();
     let debug: Value = serde_json::from_str(&debug).unwrap();
     let a = &debug["nodes"][0];
     assert_eq!(a["ledgerPods"], 1);
@@ -284,10 +295,17 @@ async fn bind_mode_binds_through_the_api_and_counts_the_pod_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_server_gracefully() {
+async fn sigterm_turns_unready_keeps_answering_through_the_drain_period_then_exits() {
     let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
     let mut ext = spawn(
-        &["--snapshot", snapshot, "--now", "2026-11-22T01:05:00Z"],
+        &[
+            "--snapshot",
+            snapshot,
+            "--now",
+            "2026-11-22T01:05:00Z",
+            "--drain-period",
+            "3s",
+        ],
         None,
     );
     wait_ready(&ext, 200).await;
@@ -302,6 +320,7 @@ async fn sigterm_stops_the_server_gracefully() {
     assert_eq!(status, 200);
     assert!(body.contains("\"NodeNames\":[\"node-a\"]"), "{body}");
     let pid = ext.child.id().to_string();
+    let signalled = std::time::Instant::now();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -309,6 +328,20 @@ async fn sigterm_stops_the_server_gracefully() {
             .unwrap()
             .success()
     );
+    // unready at once, so the Service stops routing here ...
+    wait_ready(&ext, 503).await;
+    // ... while kube-scheduler, which may not know yet, still gets answers
+    let (status, body) = http(
+        ext.port,
+        "POST",
+        "/filter",
+        &cache_body(&["node-a", "node-b"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "answered during the drain period");
+    assert!(body.contains("\"NodeNames\":[\"node-a\"]"), "{body}");
+    assert!(signalled.elapsed() < Duration::from_secs(3));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = ext.child.try_wait().unwrap() {
@@ -321,6 +354,10 @@ async fn sigterm_stops_the_server_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "exited before the drain period ended"
+    );
 }
 
 struct Pki {
@@ -357,7 +394,14 @@ fn pki() -> Pki {
     }
 }
 
-async fn tls_get(port: u16, pki: &Pki, with_client_cert: bool) -> std::io::Result<(u16, String)> {
+async fn tls_request(
+    port: u16,
+    pki: &Pki,
+    with_client_cert: bool,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -381,7 +425,7 @@ async fn tls_get(port: u16, pki: &Pki, with_client_cert: bool) -> std::io::Resul
     let tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await?;
-    exchange(tls, "GET", "/healthz", "").await
+    exchange(tls, method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,6 +447,8 @@ async fn tls_with_client_certificates_admits_only_the_scheduler() {
         &[
             "--snapshot",
             snapshot,
+            "--now",
+            "2026-11-22T01:05:00Z",
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
@@ -412,9 +458,10 @@ async fn tls_with_client_certificates_admits_only_the_scheduler() {
         ],
         None,
     );
+    let filter = cache_body(&["node-a", "node-b"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let (status, body) = loop {
-        match tls_get(ext.port, &pki, true).await {
+        match tls_request(ext.port, &pki, true, "POST", "/filter", &filter).await {
             Ok(r) => break r,
             Err(e) => {
                 assert!(
@@ -425,20 +472,80 @@ async fn tls_with_client_certificates_admits_only_the_scheduler() {
             }
         }
     };
-    assert_eq!((status, body.trim()), (200, "ok"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"NodeNames\":[\"node-a\"]"), "{body}");
     // without a client certificate the handshake (or the first read) fails
-    let anonymous = tls_get(ext.port, &pki, false).await;
+    let anonymous = tls_request(ext.port, &pki, false, "POST", "/filter", &filter).await;
     assert!(
         anonymous.is_err() || anonymous.as_ref().is_ok_and(|(s, _)| *s == 0),
         "{anonymous:?}"
     );
     // plain HTTP is not served on the TLS port
     assert!(
-        http(ext.port, "GET", "/healthz", "")
+        http(ext.port, "POST", "/filter", &filter)
             .await
             .map(|(s, _)| s != 200)
             .unwrap_or(true)
     );
+    // the kubelet's probes and Prometheus present no client certificate: the admin listener
+    // answers them (the API port does not even route them)
+    wait_ready(&ext, 200).await;
+    let (status, metrics) = http(ext.admin, "GET", "/metrics", "").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("realload_extender_requests_total"),
+        "{metrics}"
+    );
+    let (status, _) = tls_request(ext.port, &pki, true, "GET", "/readyz", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 404,
+        "probes and metrics are not on the API listener"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_can_use_tls_without_client_certificates() {
+    let dir = temp_dir("serve", "admin-tls");
+    let pki = pki();
+    for (name, text) in [
+        ("ca.pem", &pki.ca_pem),
+        ("tls.crt", &pki.server_cert),
+        ("tls.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.pem"));
+    let ext = spawn(
+        &[
+            "--snapshot",
+            snapshot,
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--admin-tls",
+        ],
+        None,
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tls_request(ext.admin, &pki, false, "GET", "/readyz", "").await {
+            Ok((200, _)) => break,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "admin TLS never answered: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -549,6 +549,7 @@ impl<'a> Sim<'a> {
                     bound_at: ts(p.bound_at),
                     cpu_millis: w.cpu_request_m,
                     memory_bytes: w.mem_request_mi << 20,
+                    pinned: false,
                 }
             })
             .collect()

@@ -57,7 +57,8 @@ fn built_in_defaults_are_the_ones_design_md_names() {
         p.guards,
         Guards {
             unknown_load: 1.0,
-            max_unknown_fraction: 0.5
+            max_unknown_fraction: 0.5,
+            unknown_pod_cap: 2,
         }
     );
     assert_eq!(

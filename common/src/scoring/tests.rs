@@ -120,16 +120,19 @@ fn hotspot_adds_only_pods_bound_after_the_newest_valid_reading() {
         bound_at: sampled - SignedDuration::from_secs(1),
         cpu_millis: 4000,
         memory_bytes: 0,
+        pinned: false,
     };
     let at = BoundPod {
         bound_at: sampled,
         cpu_millis: 4000,
         memory_bytes: 0,
+        pinned: false,
     };
     let after = BoundPod {
         bound_at: sampled + SignedDuration::from_secs(1),
         cpu_millis: 2000,
         memory_bytes: 8 << 30,
+        pinned: false,
     };
     let readings = [fresh(0.3), fresh(0.3), fresh(0.3), fresh(0.3)];
     let n = assess_node(&p, &readings, &[before, at, after], ALLOC, now());
@@ -150,6 +153,7 @@ fn a_burst_of_bindings_pushes_a_node_over_the_filter() {
         bound_at: now(),
         cpu_millis: 1000,
         memory_bytes: 0,
+        pinned: false,
     };
     // each pod adds 1000 × 0.85 / 8000 = 0.10625
     let two = assess_node(&p, &readings, &[pod; 2], ALLOC, now());
@@ -165,6 +169,7 @@ fn zero_allocatable_adds_nothing_rather_than_infinity() {
         bound_at: now(),
         cpu_millis: 1000,
         memory_bytes: 1,
+        pinned: false,
     };
     let s = hotspot_addition(&[pod], None, Allocatable::default(), &p);
     assert_eq!(
@@ -217,6 +222,7 @@ fn bound_pods() -> impl Strategy<Value = Vec<BoundPod>> {
             bound_at: now() - SignedDuration::from_secs(ago),
             cpu_millis: cpu,
             memory_bytes: mem,
+            pinned: false,
         }),
         0..6,
     )
@@ -269,7 +275,7 @@ proptest! {
         prop_assert!(score(&p, &high) <= score(&p, &low));
         // more bound pods never raise the score either
         let mut more = pods.clone();
-        more.push(BoundPod { bound_at: now(), cpu_millis: 500, memory_bytes: 1 << 30 });
+        more.push(BoundPod { bound_at: now(), cpu_millis: 500, memory_bytes: 1 << 30, pinned: false });
         let busier = assess_node(&p, &at(&ratios), &more, ALLOC, now());
         prop_assert!(score(&p, &busier) <= score(&p, &low));
     }

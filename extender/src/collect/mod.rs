@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::{CollectArgs, Source};
-use crate::metrics::Metrics;
-use crate::state::{Clock, State};
+use crate::state::Clock;
+use crate::watch::NodeStore;
 use exporter::ExporterSource;
 use lease::LeaderElector;
 use plan::{MetricResult, Plan, SkipReason};
@@ -356,24 +356,18 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
         .await
         .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-    let state = Arc::new(State::new(policy.clone(), clock, Metrics::new()));
-    crate::watch::spawn_node_watch(state.clone(), client.clone(), shutdown.clone());
+    let store = NodeStore::new(Arc::new(policy.clone()));
+    store.watch(client.clone(), shutdown.clone());
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !state.index_synced() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("the node watch did not sync within 60s");
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = tokio::time::timeout(Duration::from_secs(60), store.wait_synced()) => {
+            if r.is_err() {
+                bail!("the node watch did not sync within 60s");
+            }
         }
     }
-    let snapshot_nodes = || -> Vec<NodeView> {
-        let mut v: Vec<NodeView> = state.index().nodes.values().cloned().collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    };
+    let snapshot_nodes = || store.nodes();
 
     if args.once {
         let nodes = snapshot_nodes();

@@ -53,6 +53,11 @@ fn state_with(nodes: &[Value], pods: &[Value]) -> Arc<State> {
     state
 }
 
+/// Both listeners' routes in one router, for tests that use both.
+fn router(app: AppState, prefix: &str) -> Router {
+    with_not_found(api_router(app.clone(), prefix).merge(admin_router(app)))
+}
+
 fn app(state: Arc<State>) -> Router {
     router(
         AppState {
@@ -602,4 +607,148 @@ fn echoed_runs_are_slices_of_the_request_and_valid_json() {
             assert!(start + c.len() <= body.len());
         }
     }
+}
+
+fn cache_body_for(uid: &str, names: &[&str]) -> String {
+    let mut pod = real_pod();
+    pod["metadata"]["uid"] = json!(uid);
+    pod["metadata"]["name"] = json!(uid);
+    serde_json::to_string(&json!({"Pod": pod, "Nodes": null, "NodeNames": names})).unwrap()
+}
+
+fn passed(v: &Value) -> Vec<String> {
+    v["NodeNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unknown_node_takes_at_most_the_cap_even_before_bindings_arrive() {
+    // the incident: the known nodes are hot, only unknown ones are left
+    let state = state_with(
+        &[
+            node("hot", "0.9500", FRESH),
+            bare_node("u1"),
+            bare_node("u2"),
+        ],
+        &[],
+    );
+    let r = app(state.clone());
+    let offered = ["hot", "u1", "u2"];
+    // 1 of 3 offered nodes is known: 2/3 unknown trips the breaker (default 0.5); use a
+    // policy whose breaker allows it, to see the cap on its own
+    state.set_policy(Policy::from_yaml("guards: {maxUnknownFraction: 0.9}").unwrap());
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p1", &offered)).await;
+    assert_eq!(passed(&v), ["u1", "u2"]);
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p2", &offered)).await;
+    assert_eq!(
+        passed(&v),
+        ["u1", "u2"],
+        "one pod in flight on each: under the cap of 2"
+    );
+    // p1 and p2 may both be heading for either node: both are at the cap now
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p3", &offered)).await;
+    assert!(passed(&v).is_empty(), "{v}");
+    let message = v["FailedNodes"]["u1"].as_str().unwrap();
+    assert!(
+        message.contains("node load unknown") && message.contains("the pod waits"),
+        "{message}"
+    );
+    // a second filter call for p1 does not count p1 against itself
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p1", &offered)).await;
+    assert_eq!(passed(&v), ["u1", "u2"]);
+    // p1 and p2 are bound to u1: the ledger counts them there, the reservations go
+    for uid in ["p1", "p2"] {
+        state.apply_pod(&serde_json::from_value(bound_pod(uid, "u1", "1", NOW)).unwrap());
+    }
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p3", &offered)).await;
+    assert_eq!(passed(&v), ["u2"], "u1 took its two pods; u2 took none");
+    assert_eq!(
+        v["FailedNodes"]["u1"].as_str().unwrap(),
+        message,
+        "one constant message, grouped by kube-scheduler"
+    );
+    let (_, m) = get(&r, "/metrics").await;
+    assert!(
+        m.contains("realload_extender_filter_rejections_total{reason=\"unknown-cap\"}"),
+        "{m}"
+    );
+    let (_, debug) = get(&r, "/debug/nodes").await;
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let u1 = debug["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "u1")
+        .unwrap();
+    assert_eq!(u1["unknownPods"], 2);
+    assert_eq!(u1["filter"]["verdict"], "unknownCap");
+}
+
+#[tokio::test]
+async fn the_breaker_is_judged_on_the_offered_nodes_not_on_what_the_filter_left() {
+    // 2 of 6 offered nodes are unknown: no trip. The filter removes the three hot ones, so
+    // prioritize sees 2 unknown of 3: judged alone that would trip the breaker and hand the
+    // unknown nodes the same score as the cool one.
+    let state = state_with(
+        &[
+            node("cool", "0.2000", FRESH),
+            node("h1", "0.9500", FRESH),
+            node("h2", "0.9500", FRESH),
+            node("h3", "0.9500", FRESH),
+            bare_node("u1"),
+            bare_node("u2"),
+        ],
+        &[],
+    );
+    let r = app(state.clone());
+    let offered = ["cool", "h1", "h2", "h3", "u1", "u2"];
+    let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p", &offered)).await;
+    assert_eq!(passed(&v), ["cool", "u1", "u2"]);
+    let (_, v) = post(
+        &r,
+        "/scheduler/prioritize",
+        cache_body_for("p", &["cool", "u1", "u2"]),
+    )
+    .await;
+    assert!(
+        score_of(&v, "cool") > score_of(&v, "u1"),
+        "the filter's verdict (no trip) holds for prioritize: {v}"
+    );
+    // a pod prioritized without a filter call is judged on what it was offered
+    let (_, v) = post(
+        &r,
+        "/scheduler/prioritize",
+        cache_body_for("q", &["cool", "u1", "u2"]),
+    )
+    .await;
+    assert_eq!(score_of(&v, "cool"), score_of(&v, "u1"), "breaker: {v}");
+    let (_, debug) = get(&r, "/debug/nodes").await;
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let recent = debug["recentDecisions"].as_array().unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[1]["breakerTripped"], false);
+    assert_eq!(recent[2]["breakerTripped"], true, "reported per request");
+    assert_eq!(debug["recentBreakerTrips"], 1);
+}
+
+#[tokio::test]
+async fn probes_and_debug_are_not_served_on_the_api_listener() {
+    let state = state_with(&[node("a", "0.3000", FRESH)], &[]);
+    let app_state = AppState {
+        state,
+        body_limit: 1 << 20,
+        binder: None,
+    };
+    let api = with_not_found(api_router(app_state.clone(), ""));
+    let admin = with_not_found(admin_router(app_state));
+    for path in ["/metrics", "/debug/nodes", "/readyz", "/healthz"] {
+        assert_eq!(get(&api, path).await.0, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(get(&admin, path).await.0, StatusCode::OK, "{path}");
+    }
+    let (status, _) = post(&admin, "/filter", cache_body(&["a"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

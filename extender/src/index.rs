@@ -1,0 +1,783 @@
+//! The extender's decision input as one immutable [`Generation`]: the policy in force, every
+//! Node's parsed readings and the ledger of recently bound pods, published whole.
+//!
+//! Watches (and policy reloads, housekeeping, the bind handler) change the index through the
+//! [`Index`]'s writer, which builds the next generation and swaps it in atomically. A request
+//! loads one generation and reads only it, so it never sees one policy with another policy's
+//! readings, and it takes no lock: each node's judgement is computed when the node (or its
+//! ledger pods, or the policy) changes, kept in the generation with the span of time in which it
+//! holds, and recomputed on the fly only outside that span.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use realload_common::objects::{NodeView, bound_pod};
+use realload_common::policy::Policy;
+use realload_common::reading::{Assessed, RawReading};
+use realload_common::scoring::{self, Allocatable, BoundPod, Judgement, NodeAssessment, NodeInput};
+use smallvec::SmallVec;
+use tokio::sync::watch;
+
+/// Node names and pod uids are keys of the per-request lookups: a fast hash matters at 5,000
+/// candidates, and `Arc<str>` keys make publishing a generation a copy of pointers.
+pub type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
+/// Where "now" comes from: the system clock, a fixed instant (`--now`, snapshot mode), or an
+/// instant the caller moves (tests).
+#[derive(Debug, Clone)]
+pub enum Clock {
+    System,
+    Fixed(Timestamp),
+    Manual(Arc<Mutex<Timestamp>>),
+}
+
+impl Clock {
+    pub fn now(&self) -> Timestamp {
+        match self {
+            Clock::System => Timestamp::now(),
+            Clock::Fixed(t) => *t,
+            Clock::Manual(t) => *t.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// A clock that stands at `t` until [`Clock::set`] moves it.
+    pub fn manual(t: Timestamp) -> Clock {
+        Clock::Manual(Arc::new(Mutex::new(t)))
+    }
+
+    /// Moves a manual clock; other clocks ignore it.
+    pub fn set(&self, t: Timestamp) {
+        if let Clock::Manual(m) = self {
+            *m.lock().unwrap_or_else(|p| p.into_inner()) = t;
+        }
+    }
+}
+
+/// Per policy metric, the instant its annotation began holding a value that can never be valid.
+pub type BadSince = SmallVec<[Option<Timestamp>; 4]>;
+
+/// One Node as the index holds it.
+#[derive(Debug, Clone)]
+pub struct NodeEntry {
+    pub view: Arc<NodeView>,
+    /// See [`NodeInput::bad_since`].
+    pub bad_since: BadSince,
+    cached: Option<CachedJudgement>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedJudgement {
+    judgement: Judgement,
+    from: Timestamp,
+    until: Timestamp,
+}
+
+/// The pods bound to one node that its readings may not cover yet.
+#[derive(Debug, Clone, Default)]
+pub struct NodePods {
+    uids: Vec<Arc<str>>,
+    pods: Vec<BoundPod>,
+}
+
+impl NodePods {
+    pub fn pods(&self) -> &[BoundPod] {
+        &self.pods
+    }
+}
+
+/// Pods bound to each node that its newest valid reading may not cover yet, and, while a node is
+/// unknown, those bound since it became unknown. Bounded by the binding rate over the longest max
+/// age (and by the unknown-node cap), not by cluster size.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    by_node: HashMap<Arc<str>, Arc<NodePods>>,
+    node_of: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl Ledger {
+    pub fn len(&self) -> usize {
+        self.node_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.node_of.is_empty()
+    }
+
+    pub fn pods_on(&self, node: &str) -> &[BoundPod] {
+        self.by_node.get(node).map_or(&[], |p| p.pods())
+    }
+
+    fn node_of(&self, uid: &str) -> Option<Arc<str>> {
+        self.node_of.get(uid).cloned()
+    }
+
+    fn insert(&mut self, uid: Arc<str>, node: Arc<str>, pod: BoundPod) {
+        self.remove(&uid);
+        let entry = Arc::make_mut(self.by_node.entry(node.clone()).or_default());
+        entry.uids.push(uid.clone());
+        entry.pods.push(pod);
+        self.node_of.insert(uid, node);
+    }
+
+    /// Removes a pod; returns the node it was on.
+    fn remove(&mut self, uid: &str) -> Option<Arc<str>> {
+        let node = self.node_of.remove(uid)?;
+        if let Some(entry) = self.by_node.get_mut(&node) {
+            let entry = Arc::make_mut(entry);
+            if let Some(i) = entry.uids.iter().position(|u| &**u == uid) {
+                entry.uids.swap_remove(i);
+                entry.pods.swap_remove(i);
+            }
+            if entry.uids.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
+        Some(node)
+    }
+
+    /// Drops the node's pods bound at or before `covered`; true if any was dropped.
+    fn prune_node(&mut self, node: &str, covered: Timestamp) -> bool {
+        let Some(entry) = self.by_node.get_mut(node) else {
+            return false;
+        };
+        if entry.pods.iter().all(|p| p.bound_at > covered) {
+            return false;
+        }
+        let entry = Arc::make_mut(entry);
+        let mut i = 0;
+        while i < entry.pods.len() {
+            if entry.pods[i].bound_at > covered {
+                i += 1;
+            } else {
+                self.node_of.remove(&entry.uids[i]);
+                entry.uids.swap_remove(i);
+                entry.pods.swap_remove(i);
+            }
+        }
+        if entry.uids.is_empty() {
+            self.by_node.remove(node);
+        }
+        true
+    }
+
+    fn nodes(&self) -> Vec<Arc<str>> {
+        self.by_node.keys().cloned().collect()
+    }
+}
+
+/// The longest max age: a valid reading is never older, so pods bound before `now - horizon`
+/// are covered by any valid reading of a known node.
+pub fn horizon(policy: &Policy) -> SignedDuration {
+    policy
+        .metrics
+        .iter()
+        .map(|m| m.max_age)
+        .max()
+        .unwrap_or(SignedDuration::from_mins(3))
+}
+
+fn minus(t: Timestamp, d: SignedDuration) -> Timestamp {
+    t.checked_sub(d).unwrap_or(Timestamp::MIN)
+}
+
+/// The instant up to which the ledger may forget a node's pods: its newest valid sample (and
+/// never earlier than `now - horizon`); while the node is unknown, never later than the second
+/// before it became unknown, so that the unknown-node cap sees every pod placed since.
+pub fn covered_until(
+    policy: &Policy,
+    readings: &[RawReading],
+    bad_since: &[Option<Timestamp>],
+    now: Timestamp,
+) -> Timestamp {
+    let floor = minus(now, horizon(policy));
+    let assessed: SmallVec<[Assessed; 4]> = policy
+        .metrics
+        .iter()
+        .zip(readings)
+        .map(|(spec, r)| r.classify(now, spec.max_age, spec.floor))
+        .collect();
+    let known_floor = scoring::newest_valid_sample(&assessed).map_or(floor, |t| t.max(floor));
+    match scoring::unknown_since(policy, readings, bad_since, now) {
+        Some(since) if since > Timestamp::MIN => {
+            let second = Timestamp::from_second(since.as_second()).unwrap_or(Timestamp::MIN);
+            known_floor.min(minus(second, SignedDuration::from_secs(1)))
+        }
+        _ => known_floor,
+    }
+}
+
+/// The span around `now` in which no reading of the node changes class (valid, stale, future).
+fn stable_span(policy: &Policy, readings: &[RawReading], now: Timestamp) -> (Timestamp, Timestamp) {
+    let one = SignedDuration::from_nanos(1);
+    let (mut from, mut until) = (Timestamp::MIN, Timestamp::MAX);
+    for (spec, r) in policy.metrics.iter().zip(readings) {
+        let RawReading::Parsed(reading) = r else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            reading.sampled_at.checked_sub(spec.max_age),
+            reading.sampled_at.checked_add(spec.max_age),
+        ) else {
+            continue;
+        };
+        if now < start {
+            until = until.min(start - one);
+        } else if now > end {
+            from = from.max(end + one);
+        } else {
+            from = from.max(start);
+            until = until.min(end);
+        }
+    }
+    (from, until)
+}
+
+/// Whether a reading is neither valid nor merely stale at `t`: missing, unparsable, below its
+/// floor or dated in the future.
+fn is_bad(policy: &Policy, i: usize, r: &RawReading, t: Timestamp) -> bool {
+    let Some(spec) = policy.metrics.get(i) else {
+        return false;
+    };
+    !matches!(
+        r.classify(t, spec.max_age, spec.floor),
+        Assessed::Valid { .. } | Assessed::Stale { .. }
+    )
+}
+
+/// Carries each metric's "bad since" from the node's previous entry to its new readings, seen at
+/// `t`: a bad value that was bad before keeps its instant; one that replaced a good reading went
+/// bad at `t` (or when that reading went stale, if earlier); one seen for the first time is
+/// dated `t - horizon`, as far back as the ledger remembers.
+fn next_bad_since(
+    policy: &Policy,
+    previous: Option<(&[RawReading], &[Option<Timestamp>])>,
+    readings: &[RawReading],
+    t: Timestamp,
+) -> BadSince {
+    let first_sight = minus(t, horizon(policy));
+    readings
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if !is_bad(policy, i, r, t) {
+                return None;
+            }
+            let Some((old_readings, old_since)) = previous else {
+                return Some(first_sight);
+            };
+            if let Some(Some(since)) = old_since.get(i) {
+                return Some(*since);
+            }
+            match old_readings.get(i) {
+                Some(RawReading::Parsed(old))
+                    if !is_bad(policy, i, &RawReading::Parsed(*old), t) =>
+                {
+                    let expiry = policy
+                        .metrics
+                        .get(i)
+                        .and_then(|s| old.sampled_at.checked_add(s.max_age).ok());
+                    Some(expiry.map_or(t, |e| e.min(t)))
+                }
+                _ => Some(first_sight),
+            }
+        })
+        .collect()
+}
+
+/// One immutable state of the index. Requests read exactly one.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Increases with every publication.
+    pub id: u64,
+    pub policy: Arc<Policy>,
+    pub nodes: HashMap<Arc<str>, Arc<NodeEntry>>,
+    pub ledger: HashMap<Arc<str>, Arc<NodePods>>,
+    pub ledger_len: usize,
+    pub nodes_synced: bool,
+    pub pods_synced: bool,
+}
+
+impl Generation {
+    fn empty(policy: Arc<Policy>) -> Generation {
+        Generation {
+            id: 0,
+            policy,
+            nodes: HashMap::default(),
+            ledger: HashMap::default(),
+            ledger_len: 0,
+            nodes_synced: false,
+            pods_synced: false,
+        }
+    }
+
+    /// Both watches have listed everything since they last started.
+    pub fn synced(&self) -> bool {
+        self.nodes_synced && self.pods_synced
+    }
+
+    pub fn pods_on(&self, node: &str) -> &[BoundPod] {
+        self.ledger.get(node).map_or(&[], |p| p.pods())
+    }
+
+    /// Everything the decision needs of an indexed node (a name the index does not know is an
+    /// unknown node without readings).
+    pub fn input<'a>(&'a self, name: &str, in_flight: u32) -> NodeInput<'a> {
+        let pods = self.pods_on(name);
+        match self.nodes.get(name) {
+            Some(entry) => NodeInput {
+                readings: &entry.view.readings,
+                bad_since: &entry.bad_since,
+                pods,
+                in_flight,
+                allocatable: entry.view.allocatable,
+            },
+            None => NodeInput {
+                pods,
+                in_flight,
+                ..NodeInput::default()
+            },
+        }
+    }
+
+    /// One indexed node, fully assessed (explain, `/debug/nodes`).
+    pub fn assess(&self, name: &str, in_flight: u32, now: Timestamp) -> NodeAssessment {
+        scoring::assess(&self.policy, &self.input(name, in_flight), now)
+    }
+
+    /// The judgement of one indexed node at `now`, from the generation's cache while it holds.
+    /// In-flight pods are not in it: see [`Judgement::with_in_flight`].
+    pub fn judge(&self, name: &str, now: Timestamp) -> Judgement {
+        if let Some(entry) = self.nodes.get(name)
+            && let Some(c) = &entry.cached
+            && c.from <= now
+            && now <= c.until
+        {
+            return c.judgement.clone();
+        }
+        scoring::judge(&self.policy, &self.assess(name, 0, now))
+    }
+
+    /// Judges a node from readings carried in the request (non-cache mode), with the ledger's
+    /// pods for its name; the index's "bad since" instants apply when it holds the same readings.
+    pub fn assess_carried(
+        &self,
+        name: &str,
+        readings: &[RawReading],
+        allocatable: Allocatable,
+        in_flight: u32,
+        now: Timestamp,
+    ) -> NodeAssessment {
+        let bad_since: &[Option<Timestamp>] = match self.nodes.get(name) {
+            Some(entry) if entry.view.readings.as_slice() == readings => &entry.bad_since,
+            _ => &[],
+        };
+        scoring::assess(
+            &self.policy,
+            &NodeInput {
+                readings,
+                bad_since,
+                pods: self.pods_on(name),
+                in_flight,
+                allocatable,
+            },
+            now,
+        )
+    }
+}
+
+/// The writer's working state, from which generations are published.
+#[derive(Debug)]
+struct Writer {
+    policy: Arc<Policy>,
+    nodes: HashMap<Arc<str>, Arc<NodeEntry>>,
+    ledger: Ledger,
+    /// Objects collected during a watch's initial list, swapped in when it completes.
+    pending_nodes: Option<HashMap<Arc<str>, Arc<NodeEntry>>>,
+    pending_ledger: Option<Ledger>,
+    nodes_synced: bool,
+    pods_synced: bool,
+    next_id: u64,
+}
+
+impl Writer {
+    fn entry(&self, view: NodeView, now: Timestamp) -> NodeEntry {
+        let previous = self
+            .nodes
+            .get(view.name.as_str())
+            .map(|e| (e.view.readings.as_slice(), e.bad_since.as_slice()));
+        let bad_since = next_bad_since(&self.policy, previous, &view.readings, now);
+        NodeEntry {
+            view: Arc::new(view),
+            bad_since,
+            cached: None,
+        }
+    }
+
+    /// Computes the node's judgement at `now` with the ledger as it is, and the span it holds.
+    fn with_judgement(&self, mut entry: NodeEntry, now: Timestamp) -> NodeEntry {
+        let input = NodeInput {
+            readings: &entry.view.readings,
+            bad_since: &entry.bad_since,
+            pods: self.ledger.pods_on(&entry.view.name),
+            in_flight: 0,
+            allocatable: entry.view.allocatable,
+        };
+        let judgement = scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now));
+        let (from, until) = stable_span(&self.policy, &entry.view.readings, now);
+        entry.cached = Some(CachedJudgement {
+            judgement,
+            from,
+            until,
+        });
+        entry
+    }
+
+    /// Recomputes a node's cached judgement (its ledger pods changed).
+    fn rejudge(&mut self, node: &str, now: Timestamp) {
+        if let Some(entry) = self.nodes.get(node) {
+            let entry = self.with_judgement(NodeEntry::clone(entry), now);
+            self.nodes
+                .insert(entry.view.name.as_str().into(), Arc::new(entry));
+        }
+    }
+
+    fn covered(&self, node: &str, now: Timestamp) -> Timestamp {
+        match self.nodes.get(node) {
+            Some(e) => covered_until(&self.policy, &e.view.readings, &e.bad_since, now),
+            None => covered_until(&self.policy, &[], &[], now),
+        }
+    }
+
+    fn generation(&mut self) -> Generation {
+        self.next_id += 1;
+        Generation {
+            id: self.next_id,
+            policy: self.policy.clone(),
+            nodes: self.nodes.clone(),
+            ledger: self.ledger.by_node.clone(),
+            ledger_len: self.ledger.len(),
+            nodes_synced: self.nodes_synced,
+            pods_synced: self.pods_synced,
+        }
+    }
+}
+
+/// What a pod watch event means for the ledger.
+enum PodChange {
+    Bound {
+        uid: Arc<str>,
+        node: Arc<str>,
+        pod: BoundPod,
+    },
+    Gone {
+        uid: Arc<str>,
+    },
+}
+
+/// The index: the published generation, and the writer that makes the next one.
+pub struct Index {
+    published: ArcSwap<Generation>,
+    writer: Mutex<Writer>,
+    synced: watch::Sender<bool>,
+    pub clock: Clock,
+}
+
+impl Index {
+    pub fn new(policy: Policy, clock: Clock) -> Index {
+        let policy = Arc::new(policy);
+        Index {
+            published: ArcSwap::from_pointee(Generation::empty(policy.clone())),
+            writer: Mutex::new(Writer {
+                policy,
+                nodes: HashMap::default(),
+                ledger: Ledger::default(),
+                pending_nodes: None,
+                pending_ledger: None,
+                nodes_synced: false,
+                pods_synced: false,
+                next_id: 0,
+            }),
+            synced: watch::Sender::new(false),
+            clock,
+        }
+    }
+
+    /// The generation in force.
+    pub fn current(&self) -> Arc<Generation> {
+        self.published.load_full()
+    }
+
+    /// A receiver that sees `true` whenever both watches have synced.
+    pub fn subscribe_synced(&self) -> watch::Receiver<bool> {
+        self.synced.subscribe()
+    }
+
+    /// A receiver for the node watch alone having synced (what the collector needs) is the
+    /// generation's `nodes_synced`; this waits for both.
+    pub async fn wait_synced(&self) {
+        let mut rx = self.subscribe_synced();
+        // The sender lives as long as the index; an error cannot happen while we hold `self`.
+        let _ = rx.wait_for(|synced| *synced).await;
+    }
+
+    fn write(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, writer: &mut Writer) {
+        let generation = writer.generation();
+        let synced = generation.synced();
+        self.published.store(Arc::new(generation));
+        self.synced.send_if_modified(|s| {
+            let changed = *s != synced;
+            *s = synced;
+            changed
+        });
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.current().policy.clone()
+    }
+
+    /// Puts a new policy in force: every node's readings re-parsed for it and re-judged, all in
+    /// the one generation that carries the new policy.
+    pub fn set_policy(&self, policy: Policy) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        w.policy = Arc::new(policy);
+        let views: Vec<NodeView> = w
+            .nodes
+            .values()
+            .map(|e| {
+                let mut view = NodeView::clone(&e.view);
+                view.reparse(&w.policy);
+                view
+            })
+            .collect();
+        let mut nodes = HashMap::default();
+        for view in views {
+            let bad_since = next_bad_since(&w.policy, None, &view.readings, now);
+            let entry = NodeEntry {
+                view: Arc::new(view),
+                bad_since,
+                cached: None,
+            };
+            let entry = w.with_judgement(entry, now);
+            nodes.insert(entry.view.name.as_str().into(), Arc::new(entry));
+        }
+        w.nodes = nodes;
+        self.publish(&mut w);
+    }
+
+    // ---- node watch -------------------------------------------------------------------------
+
+    pub fn apply_node(&self, node: &Node) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        let view = NodeView::from_node(node, &w.policy);
+        let entry = w.entry(view, now);
+        let name: Arc<str> = entry.view.name.as_str().into();
+        if let Some(pending) = w.pending_nodes.as_mut() {
+            pending.insert(name.clone(), Arc::new(entry.clone()));
+        }
+        let covered = covered_until(&w.policy, &entry.view.readings, &entry.bad_since, now);
+        w.ledger.prune_node(&name, covered);
+        let entry = w.with_judgement(entry, now);
+        w.nodes.insert(name, Arc::new(entry));
+        self.publish(&mut w);
+    }
+
+    pub fn delete_node(&self, node: &Node) {
+        let Some(name) = node.metadata.name.as_deref() else {
+            return;
+        };
+        let mut w = self.write();
+        w.nodes.remove(name);
+        if let Some(pending) = w.pending_nodes.as_mut() {
+            pending.remove(name);
+        }
+        self.publish(&mut w);
+    }
+
+    pub fn nodes_init(&self) {
+        self.write().pending_nodes = Some(HashMap::default());
+    }
+
+    pub fn nodes_init_done(&self) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        if let Some(pending) = w.pending_nodes.take() {
+            let judged: HashMap<Arc<str>, Arc<NodeEntry>> = pending
+                .into_iter()
+                .map(|(k, e)| (k, Arc::new(w.with_judgement(NodeEntry::clone(&e), now))))
+                .collect();
+            w.nodes = judged;
+        }
+        w.nodes_synced = true;
+        self.publish(&mut w);
+    }
+
+    // ---- pod watch --------------------------------------------------------------------------
+
+    fn pod_change(w: &Writer, pod: &Pod, now: Timestamp) -> Option<PodChange> {
+        let uid: Arc<str> = pod.metadata.uid.as_deref()?.into();
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Some(PodChange::Gone { uid });
+        }
+        let Some((node, bound)) = bound_pod(pod) else {
+            return Some(PodChange::Gone { uid });
+        };
+        if bound.bound_at > w.covered(node, now) {
+            Some(PodChange::Bound {
+                uid,
+                node: node.into(),
+                pod: bound,
+            })
+        } else {
+            Some(PodChange::Gone { uid })
+        }
+    }
+
+    pub fn apply_pod(&self, pod: &Pod) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        let Some(change) = Self::pod_change(&w, pod, now) else {
+            return;
+        };
+        let mut touched: SmallVec<[Arc<str>; 2]> = SmallVec::new();
+        let ledger = match w.pending_ledger.as_mut() {
+            Some(pending) => pending,
+            None => &mut w.ledger,
+        };
+        match change {
+            PodChange::Bound { uid, node, pod } => {
+                touched.extend(ledger.node_of(&uid));
+                ledger.insert(uid, node.clone(), pod);
+                touched.push(node);
+            }
+            PodChange::Gone { uid } => touched.extend(ledger.remove(&uid)),
+        }
+        if w.pending_ledger.is_none() {
+            for node in &touched {
+                w.rejudge(node, now);
+            }
+            self.publish(&mut w);
+        }
+    }
+
+    pub fn delete_pod(&self, pod: &Pod) {
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return;
+        };
+        let now = self.clock.now();
+        let mut w = self.write();
+        if let Some(pending) = w.pending_ledger.as_mut() {
+            pending.remove(uid);
+        }
+        if let Some(node) = w.ledger.remove(uid) {
+            w.rejudge(&node, now);
+            self.publish(&mut w);
+        }
+    }
+
+    pub fn pods_init(&self) {
+        self.write().pending_ledger = Some(Ledger::default());
+    }
+
+    pub fn pods_init_done(&self) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        if let Some(pending) = w.pending_ledger.take() {
+            w.ledger = pending;
+            let names: Vec<Arc<str>> = w.nodes.keys().cloned().collect();
+            for name in names {
+                w.rejudge(&name, now);
+            }
+        }
+        w.pods_synced = true;
+        self.publish(&mut w);
+    }
+
+    /// A watch stopped (or the process is shutting down): not synced until it lists again.
+    pub fn mark_unsynced(&self, nodes: bool, pods: bool) {
+        let mut w = self.write();
+        w.nodes_synced &= !nodes;
+        w.pods_synced &= !pods;
+        self.publish(&mut w);
+    }
+
+    /// Counts a pod the extender bound itself (`bindVerb`) at once, before any watch sees it.
+    pub fn record_binding(
+        &self,
+        uid: &str,
+        node: &str,
+        requests: realload_common::objects::Requests,
+    ) {
+        let now = self.clock.now();
+        let mut w = self.write();
+        w.ledger.insert(
+            uid.into(),
+            node.into(),
+            BoundPod {
+                bound_at: now,
+                cpu_millis: requests.cpu_millis,
+                memory_bytes: requests.memory_bytes,
+                pinned: false,
+            },
+        );
+        w.rejudge(node, now);
+        self.publish(&mut w);
+    }
+
+    /// Loads a snapshot: nodes and their pods, then marks everything synced.
+    pub fn load_snapshot(&self, nodes: &[Node], pods: &[Pod]) {
+        self.nodes_init();
+        for n in nodes {
+            self.apply_node(n);
+        }
+        self.nodes_init_done();
+        self.pods_init();
+        for p in pods {
+            self.apply_pod(p);
+        }
+        self.pods_init_done();
+    }
+
+    /// Drops ledger pods that newer readings (or time) now cover, and re-judges nodes whose
+    /// cached judgement no longer holds at `now`. Returns the ledger size.
+    pub fn housekeep(&self) -> usize {
+        let now = self.clock.now();
+        let mut w = self.write();
+        let mut changed = false;
+        for node in w.ledger.nodes() {
+            let covered = w.covered(&node, now);
+            if w.ledger.prune_node(&node, covered) {
+                w.rejudge(&node, now);
+                changed = true;
+            }
+        }
+        let expired: Vec<Arc<str>> = w
+            .nodes
+            .iter()
+            .filter(|(_, e)| {
+                e.cached
+                    .as_ref()
+                    .is_none_or(|c| now < c.from || now > c.until)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        changed |= !expired.is_empty();
+        for name in expired {
+            w.rejudge(&name, now);
+        }
+        if changed {
+            self.publish(&mut w);
+        }
+        w.ledger.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! What the extender remembers between the calls kube-scheduler makes for one pod.
+//!
+//! - The circuit breaker's verdict from the pod's filter call, so that prioritize, which only
+//!   sees the nodes realload's own filter let through, judges the breaker on the nodes the
+//!   scheduler offered, as the filter did.
+//! - The unknown nodes the filter let the pod onto, counted against each one's unknown-node cap
+//!   until the pod's binding is seen (or a short time passes): kube-scheduler decides faster
+//!   than a binding comes back through the watch, so without this a burst could pile onto an
+//!   unknown node before the ledger saw one pod. A pod may land on only one of them, so this
+//!   over-counts for a moment, never under-counts.
+//! - The last decisions, for `/debug/nodes`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use smallvec::SmallVec;
+
+use crate::index::HashMap;
+
+/// How long a filter call's verdict and reservations are remembered without a binding.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(30);
+/// At most this many pods are remembered; beyond it, expired entries go, then everything.
+const MAX_PODS: usize = 100_000;
+/// How many recent decisions `/debug/nodes` shows.
+const RECENT: usize = 100;
+
+#[derive(Debug)]
+struct Remembered {
+    breaker_tripped: bool,
+    unknown_nodes: SmallVec<[Arc<str>; 4]>,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_pod: HashMap<String, Remembered>,
+    in_flight: HashMap<Arc<str>, u32>,
+}
+
+impl Inner {
+    fn forget(&mut self, key: &str) {
+        if let Some(old) = self.by_pod.remove(key) {
+            for node in old.unknown_nodes {
+                if let Some(n) = self.in_flight.get_mut(&node) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.in_flight.remove(&node);
+                    }
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .by_pod
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.forget(&key);
+        }
+    }
+}
+
+/// Pods heading for nodes, per node, as one request sees them.
+pub type InFlight = HashMap<Arc<str>, u32>;
+
+#[derive(Debug, Default)]
+pub struct PodMemory {
+    inner: Mutex<Inner>,
+}
+
+impl PodMemory {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pods in flight per node, leaving out the asking pod's own earlier reservation; `None`
+    /// when nothing is in flight (the usual case: no allocation).
+    pub fn in_flight_for(&self, key: &str) -> Option<InFlight> {
+        let mut inner = self.lock();
+        if inner.in_flight.is_empty() {
+            return None;
+        }
+        inner.expire(Instant::now());
+        let mut counts = inner.in_flight.clone();
+        if let Some(own) = inner.by_pod.get(key) {
+            for node in &own.unknown_nodes {
+                if let Some(n) = counts.get_mut(node) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        Some(counts)
+    }
+
+    /// Remembers a filter call's outcome for the pod: whether the breaker tripped, and the
+    /// unknown nodes it may land on.
+    pub fn remember(
+        &self,
+        key: &str,
+        breaker_tripped: bool,
+        unknown_nodes: SmallVec<[Arc<str>; 4]>,
+    ) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.forget(key);
+        if inner.by_pod.len() >= MAX_PODS {
+            inner.expire(now);
+            if inner.by_pod.len() >= MAX_PODS {
+                tracing::warn!(
+                    pods = inner.by_pod.len(),
+                    "pod memory full; forgetting in-flight pods"
+                );
+                *inner = Inner::default();
+            }
+        }
+        for node in &unknown_nodes {
+            *inner.in_flight.entry(node.clone()).or_default() += 1;
+        }
+        inner.by_pod.insert(
+            key.to_string(),
+            Remembered {
+                breaker_tripped,
+                unknown_nodes,
+                expires: now + REMEMBER_FOR,
+            },
+        );
+    }
+
+    /// The breaker verdict of the pod's last filter call, if it is recent.
+    pub fn breaker_of(&self, key: &str) -> Option<bool> {
+        let inner = self.lock();
+        inner
+            .by_pod
+            .get(key)
+            .filter(|r| r.expires > Instant::now())
+            .map(|r| r.breaker_tripped)
+    }
+
+    /// The pod was bound (the ledger counts it now) or is gone.
+    pub fn release(&self, key: &str) {
+        let mut inner = self.lock();
+        if !inner.by_pod.is_empty() {
+            inner.forget(key);
+        }
+    }
+
+    /// Drops what is too old to matter.
+    pub fn expire(&self) {
+        self.lock().expire(Instant::now());
+    }
+
+    /// Pods currently remembered.
+    pub fn len(&self) -> usize {
+        self.lock().by_pod.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Per node, the pods counted in flight (for `/debug/nodes`).
+    pub fn in_flight(&self) -> InFlight {
+        let mut inner = self.lock();
+        inner.expire(Instant::now());
+        inner.in_flight.clone()
+    }
+}
+
+/// One answered request, as `/debug/nodes` reports it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    pub at: Timestamp,
+    pub verb: &'static str,
+    pub pod: String,
+    pub outcome: &'static str,
+    pub candidates: usize,
+    pub unknown: usize,
+    pub breaker_tripped: bool,
+    /// Filter: candidates that passed. Prioritize: candidates with the top score.
+    pub passed: usize,
+    /// Prioritize: the node(s) ranked best, ties included (at most 5 named).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub best: Vec<String>,
+}
+
+/// The last decisions, newest last.
+#[derive(Debug, Default)]
+pub struct RecentDecisions {
+    inner: Mutex<VecDeque<DecisionRecord>>,
+}
+
+impl RecentDecisions {
+    pub fn push(&self, record: DecisionRecord) {
+        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if q.len() >= RECENT {
+            q.pop_front();
+        }
+        q.push_back(record);
+    }
+
+    pub fn list(&self) -> Vec<DecisionRecord> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(names: &[&str]) -> SmallVec<[Arc<str>; 4]> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn reservations_count_per_node_leave_out_the_asking_pod_and_go_on_release() {
+        let m = PodMemory::default();
+        assert!(m.in_flight_for("p1").is_none(), "nothing in flight");
+        m.remember("p1", false, nodes(&["u1", "u2"]));
+        m.remember("p2", false, nodes(&["u1"]));
+        let for_p3 = m.in_flight_for("p3").unwrap();
+        assert_eq!((for_p3.get("u1"), for_p3.get("u2")), (Some(&2), Some(&1)));
+        let for_p1 = m.in_flight_for("p1").unwrap();
+        assert_eq!(
+            for_p1.get("u1"),
+            Some(&1),
+            "p1's own reservation is left out"
+        );
+        // a second filter call for p1 replaces its reservation
+        m.remember("p1", false, nodes(&["u2"]));
+        assert_eq!(m.in_flight().get("u1"), Some(&1));
+        assert_eq!(m.in_flight().get("u2"), Some(&1));
+        m.release("p1");
+        m.release("p2");
+        assert!(m.in_flight().is_empty() && m.is_empty());
+        assert_eq!(m.breaker_of("p1"), None);
+    }
+
+    #[test]
+    fn the_filter_breaker_verdict_is_kept_for_prioritize() {
+        let m = PodMemory::default();
+        m.remember("p", true, SmallVec::new());
+        assert_eq!(m.breaker_of("p"), Some(true));
+        assert_eq!(m.breaker_of("other"), None);
+    }
+
+    #[test]
+    fn recent_decisions_keep_the_last_hundred() {
+        let r = RecentDecisions::default();
+        for i in 0..150 {
+            r.push(DecisionRecord {
+                at: Timestamp::UNIX_EPOCH,
+                verb: "filter",
+                pod: format!("p{i}"),
+                outcome: "ok",
+                candidates: 1,
+                unknown: 0,
+                breaker_tripped: false,
+                passed: 1,
+                best: Vec::new(),
+            });
+        }
+        let list = r.list();
+        assert_eq!(list.len(), 100);
+        assert_eq!(list[0].pod, "p50");
+        assert_eq!(list[99].pod, "p149");
+    }
+}
