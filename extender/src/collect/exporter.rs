@@ -150,6 +150,9 @@ pub struct ExporterSource {
     history: Mutex<HashMap<String, NodeHistory>>,
     /// Scrape this host instead of each node's InternalIP (tests run every "node" on loopback).
     pub host_override: Option<String>,
+    /// Added to the wall clock when stamping scrapes: with `--now`, samples are dated on that
+    /// clock (deltas between scrapes stay real).
+    pub clock_offset: SignedDuration,
 }
 
 impl ExporterSource {
@@ -161,6 +164,7 @@ impl ExporterSource {
             concurrency: concurrency.max(1),
             history: Mutex::new(HashMap::new()),
             host_override: None,
+            clock_offset: SignedDuration::ZERO,
         }
     }
 
@@ -176,7 +180,10 @@ impl ExporterSource {
             Some(String::from_utf8_lossy(&body).into_owned())
         };
         let text = tokio::time::timeout(self.timeout, fetch).await.ok()??;
-        parse_exposition(&text, Timestamp::now())
+        let at = Timestamp::now()
+            .checked_add(self.clock_offset)
+            .unwrap_or_else(|_| Timestamp::now());
+        parse_exposition(&text, at)
     }
 
     /// Scrapes every node (bounded concurrency) and records the samples.

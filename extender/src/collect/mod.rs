@@ -199,13 +199,7 @@ async fn cycle(
     metrics: &CollectorMetrics,
 ) -> Plan {
     let results = collect_results(source, policy, nodes, due, now, metrics).await;
-    plan::plan(
-        policy,
-        nodes,
-        &current_annotations(nodes),
-        &results,
-        now + plan::cycle_period(policy),
-    )
+    plan::plan(policy, nodes, &current_annotations(nodes), &results, now)
 }
 
 /// Sends the plan's patches: one JSON merge patch per node touching only its reading keys, at
@@ -322,6 +316,9 @@ fn build_source(args: &CollectArgs) -> anyhow::Result<SourceImpl> {
                 args.scrape_concurrency,
             );
             e.host_override = args.node_exporter_host.clone();
+            if let Some(now) = args.snapshot.now {
+                e.clock_offset = now.duration_since(Timestamp::now());
+            }
             SourceImpl::Exporter(e)
         }
     })

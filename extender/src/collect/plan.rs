@@ -33,10 +33,23 @@ pub enum SkipReason {
     Unsupported,
     /// The source has not seen enough samples yet (direct node-exporter scraping warms up).
     WarmingUp,
+    /// The sample value is not a number Prometheus writes (not even NaN or Inf).
+    Unparsable,
+    /// The sample's timestamp is not a time (not finite, or out of range).
+    BadTimestamp,
+    /// The sample is older than the metric's `maxAge`: it would be stale on arrival.
+    Stale,
+    /// The sample is dated ahead of the clock by more than [`MAX_CLOCK_SKEW`].
+    InFuture,
+    /// The node already carries a newer sample of this metric; an older one never replaces it.
+    OlderThanCurrent,
 }
 
+/// How far ahead of the collector's clock a sample may be dated (clocks drift a little).
+pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
+
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 16] = [
         SkipReason::Nan,
         SkipReason::Infinite,
         SkipReason::Negative,
@@ -48,6 +61,11 @@ impl SkipReason {
         SkipReason::Absent,
         SkipReason::Unsupported,
         SkipReason::WarmingUp,
+        SkipReason::Unparsable,
+        SkipReason::BadTimestamp,
+        SkipReason::Stale,
+        SkipReason::InFuture,
+        SkipReason::OlderThanCurrent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,16 +81,21 @@ impl SkipReason {
             SkipReason::Absent => "absent",
             SkipReason::Unsupported => "unsupported",
             SkipReason::WarmingUp => "warming-up",
+            SkipReason::Unparsable => "unparsable",
+            SkipReason::BadTimestamp => "bad-timestamp",
+            SkipReason::Stale => "stale",
+            SkipReason::InFuture => "in-future",
+            SkipReason::OlderThanCurrent => "older-than-current",
         }
     }
 }
 
-/// One series from a source: its identity label value and its sample.
+/// One series from a source: its identity label value and its sample (value and time), or why
+/// the sample cannot be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub identity: String,
-    pub value: f64,
-    pub sampled_at: Timestamp,
+    pub sample: Result<(f64, Timestamp), SkipReason>,
 }
 
 /// What a source returned for one metric.
@@ -138,7 +161,7 @@ impl<'a> NodeMatcher<'a> {
     }
 }
 
-/// Judges one sample: the trust rules of DESIGN.md.
+/// Judges one sample value: the trust rules.
 pub fn judge(value: f64, spec: &MetricSpec) -> Result<f64, SkipReason> {
     if value.is_nan() {
         Err(SkipReason::Nan)
@@ -197,37 +220,71 @@ pub struct Plan {
     pub coverage: BTreeMap<String, usize>,
 }
 
-/// Whether the annotation already on the Node makes writing `new` unnecessary: same value
-/// within the deadband, and still fresh at the next cycle.
-fn can_skip_write(
+/// Judges a sample's time at `now`: a reading written must be valid when it is written.
+pub fn judge_time(sampled_at: Timestamp, spec: &MetricSpec, now: Timestamp) -> Result<(), SkipReason> {
+    let age = now.duration_since(sampled_at);
+    if age > spec.max_age {
+        Err(SkipReason::Stale)
+    } else if -age > MAX_CLOCK_SKEW {
+        Err(SkipReason::InFuture)
+    } else {
+        Ok(())
+    }
+}
+
+/// What to do with a trusted new reading, given the annotation already on the Node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Write,
+    /// Same value within the deadband, still fresh at the next cycle: not rewritten.
+    Suppress,
+    Skip(SkipReason),
+}
+
+fn decide_write(
     existing: Option<&str>,
     new: &Reading,
     spec: &MetricSpec,
     policy: &Policy,
+    now: Timestamp,
     next_cycle: Timestamp,
-) -> bool {
+) -> Write {
     let Some(text) = existing else {
-        return false;
+        return Write::Write;
     };
     let RawReading::Parsed(old) =
         RawReading::from_annotation(Some(text), spec.format, &policy.crane_timezone)
     else {
-        return false;
+        return Write::Write;
     };
+    // A reading dated in the future is garbage, not "newer": replace it.
+    let old_plausible = old.sampled_at.duration_since(now) <= MAX_CLOCK_SKEW;
+    if old_plausible && new.sampled_at < old.sampled_at {
+        return Write::Skip(SkipReason::OlderThanCurrent);
+    }
+    if old_plausible && new.sampled_at == old.sampled_at {
+        // The node already carries this very sample.
+        return Write::Suppress;
+    }
     let moved = (new.ratio - old.ratio).abs() > policy.collector.deadband;
     let stale_by_next_cycle = next_cycle.duration_since(old.sampled_at) > spec.max_age;
-    !moved && !stale_by_next_cycle && new.sampled_at >= old.sampled_at
+    if !moved && !stale_by_next_cycle && old_plausible {
+        Write::Suppress
+    } else {
+        Write::Write
+    }
 }
 
-/// Decides the patches for one cycle. `results` holds the metrics queried this cycle (keyed by
-/// metric name); `now + period` is when the next cycle runs.
+/// Decides the patches for one cycle at `now`. `results` holds the metrics queried this cycle
+/// (keyed by metric name); the next cycle runs one [`cycle_period`] later.
 pub fn plan(
     policy: &Policy,
     nodes: &[NodeView],
     current: &HashMap<String, BTreeMap<String, String>>,
     results: &BTreeMap<String, MetricResult>,
-    next_cycle: Timestamp,
+    now: Timestamp,
 ) -> Plan {
+    let next_cycle = now.checked_add(cycle_period(policy)).unwrap_or(now);
     let matcher = NodeMatcher::new(nodes, policy);
     let mut out = Plan::default();
     let mut per_node: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
@@ -261,7 +318,7 @@ pub fn plan(
                 for n in nodes {
                     let v = match seen.get(n.name.as_str()).map(Vec::as_slice) {
                         None | Some([]) => Err(SkipReason::Absent),
-                        Some([one]) => Ok((one.value, one.sampled_at)),
+                        Some([one]) => one.sample,
                         Some(_) => Err(SkipReason::Ambiguous),
                     };
                     verdicts.insert(n.name.as_str(), v);
@@ -273,7 +330,8 @@ pub fn plan(
             let verdict = verdicts
                 .remove(n.name.as_str())
                 .unwrap_or(Err(SkipReason::Absent))
-                .and_then(|(value, at)| judge(value, spec).map(|v| (v, at)));
+                .and_then(|(value, at)| judge(value, spec).map(|v| (v, at)))
+                .and_then(|(value, at)| judge_time(at, spec, now).map(|()| (value, at)));
             match verdict {
                 Err(reason) => out.skipped.push(Skip {
                     node: n.name.clone(),
@@ -291,13 +349,19 @@ pub fn plan(
                         .get(&n.name)
                         .and_then(|a| a.get(&spec.annotation))
                         .map(String::as_str);
-                    if can_skip_write(existing, &reading, spec, policy, next_cycle) {
-                        out.suppressed += 1;
-                    } else {
-                        per_node
-                            .entry(n.name.as_str())
-                            .or_default()
-                            .insert(spec.annotation.clone(), format_for(spec, &reading, policy));
+                    match decide_write(existing, &reading, spec, policy, now, next_cycle) {
+                        Write::Suppress => out.suppressed += 1,
+                        Write::Skip(reason) => out.skipped.push(Skip {
+                            node: n.name.clone(),
+                            metric: spec.name.clone(),
+                            reason,
+                        }),
+                        Write::Write => {
+                            per_node.entry(n.name.as_str()).or_default().insert(
+                                spec.annotation.clone(),
+                                format_for(spec, &reading, policy),
+                            );
+                        }
                     }
                 }
             }

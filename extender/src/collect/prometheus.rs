@@ -73,6 +73,19 @@ pub fn parse_sample_value(text: &str) -> Option<f64> {
     }
 }
 
+/// A Prometheus sample time (seconds since the epoch, fractional) as a timestamp, if it is one.
+pub fn sample_time(seconds: f64) -> Option<Timestamp> {
+    if !seconds.is_finite() {
+        return None;
+    }
+    let millis = (seconds * 1000.0).round();
+    // within i64 and within jiff's range (years -9999..=9999)
+    if millis.abs() > 2.0e17 {
+        return None;
+    }
+    Timestamp::from_millisecond(millis as i64).ok()
+}
+
 /// Turns a `/api/v1/query` answer into series keyed by the identity label.
 pub fn parse_query_response(
     body: &[u8],
@@ -113,16 +126,11 @@ pub fn parse_query_response(
             );
             continue;
         };
-        let Some(value) = parse_sample_value(&s.value.1) else {
-            continue;
-        };
-        let secs = s.value.0;
-        let sampled_at = Timestamp::from_millisecond((secs * 1000.0).round() as i64)
-            .unwrap_or_else(|_| Timestamp::now());
+        let value = parse_sample_value(&s.value.1).ok_or(SkipReason::Unparsable);
+        let sampled_at = sample_time(s.value.0).ok_or(SkipReason::BadTimestamp);
         series.push(Series {
             identity: identity.clone(),
-            value,
-            sampled_at,
+            sample: value.and_then(|v| sampled_at.map(|t| (v, t))),
         });
     }
     Ok(series)
@@ -272,13 +280,20 @@ mod tests {
             3,
             "the series without the identity label is dropped"
         );
-        assert_eq!(s[0].value, 0.42);
-        assert_eq!(
-            s[0].sampled_at,
-            Timestamp::from_millisecond(1_763_773_500_500).unwrap()
-        );
-        assert!(s[1].value.is_nan());
-        assert!(s[2].value.is_infinite());
+        let (v0, t0) = s[0].sample.unwrap();
+        assert_eq!(v0, 0.42);
+        assert_eq!(t0, Timestamp::from_millisecond(1_763_773_500_500).unwrap());
+        assert!(s[1].sample.unwrap().0.is_nan());
+        assert!(s[2].sample.unwrap().0.is_infinite());
+        // an unparsable value and an impossible time are named, not dropped as "absent"
+        let odd = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"instance":"a"},"value":[1763773500,"zero"]},
+            {"metric":{"instance":"b"},"value":[1e20,"0.5"]}]}}"#;
+        let s = parse_query_response(odd, "instance").unwrap();
+        assert_eq!(s[0].sample, Err(SkipReason::Unparsable));
+        assert_eq!(s[1].sample, Err(SkipReason::BadTimestamp));
+        assert_eq!(sample_time(0.0), Some(Timestamp::UNIX_EPOCH));
+        assert_eq!(sample_time(f64::NAN), None);
         let e = parse_query_response(
             br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
             "instance",

@@ -15,10 +15,13 @@ fn view(name: &str, ip: &str) -> NodeView {
 }
 
 fn series(identity: &str, value: f64) -> Series {
+    series_at(identity, value, NOW)
+}
+
+fn series_at(identity: &str, value: f64, at: &str) -> Series {
     Series {
         identity: identity.into(),
-        value,
-        sampled_at: ts(NOW),
+        sample: Ok((value, ts(at))),
     }
 }
 
@@ -26,8 +29,8 @@ fn one_metric(result: MetricResult) -> BTreeMap<String, MetricResult> {
     [("cpu-avg-5m".to_string(), result)].into()
 }
 
-fn next() -> Timestamp {
-    ts(NOW) + SignedDuration::from_mins(1)
+fn at_now() -> Timestamp {
+    ts(NOW)
 }
 
 #[test]
@@ -44,7 +47,7 @@ fn series_map_to_nodes_by_name_ip_or_hostname_with_ports_stripped() {
         series("host-n3:9100", 0.125),
         series("stranger:9100", 0.9),
     ]));
-    let plan = plan(&p, &nodes, &HashMap::new(), &results, next());
+    let plan = plan(&p, &nodes, &HashMap::new(), &results, at_now());
     let annotations: BTreeMap<&str, &str> = plan
         .patches
         .iter()
@@ -83,7 +86,7 @@ fn every_untrusted_case_writes_nothing_and_names_its_reason() {
         series("dup:9100", 0.4),
         series("ok", 0.42),
     ]));
-    let plan = plan(&p, &nodes, &HashMap::new(), &results, next());
+    let plan = plan(&p, &nodes, &HashMap::new(), &results, at_now());
     let reason = |node: &str| {
         plan.skipped
             .iter()
@@ -117,7 +120,7 @@ fn plan_failed(p: &Policy, nodes: &[NodeView], reason: SkipReason) -> Plan {
         nodes,
         &HashMap::new(),
         &one_metric(MetricResult::Failed(reason)),
-        next(),
+        at_now(),
     )
 }
 
@@ -139,7 +142,7 @@ fn writes_are_suppressed_within_the_deadband_unless_the_old_reading_would_go_sta
         &nodes,
         &existing("0.5000,2026-11-22T01:04:00Z"),
         &results,
-        next(),
+        at_now(),
     );
     assert!(plan_a.patches.is_empty());
     assert_eq!(plan_a.suppressed, 1);
@@ -151,7 +154,7 @@ fn writes_are_suppressed_within_the_deadband_unless_the_old_reading_would_go_sta
             &nodes,
             &existing("0.5000,2026-11-22T01:04:00Z"),
             &results_far,
-            next()
+            at_now()
         )
         .patches
         .len(),
@@ -163,12 +166,12 @@ fn writes_are_suppressed_within_the_deadband_unless_the_old_reading_would_go_sta
         &nodes,
         &existing("0.5000,2026-11-22T01:02:30Z"),
         &results,
-        next(),
+        at_now(),
     );
     assert_eq!(plan_b.patches.len(), 1);
     // an unparsable existing annotation is replaced
     assert_eq!(
-        plan(&p, &nodes, &existing("garbage"), &results, next())
+        plan(&p, &nodes, &existing("garbage"), &results, at_now())
             .patches
             .len(),
         1
@@ -193,7 +196,7 @@ fn one_patch_per_node_carries_all_changed_keys_and_crane_format_is_written_as_cr
         ),
     ]
     .into();
-    let plan = plan(&p, &nodes, &HashMap::new(), &results, next());
+    let plan = plan(&p, &nodes, &HashMap::new(), &results, at_now());
     assert_eq!(plan.patches.len(), 1);
     let a = &plan.patches[0].annotations;
     assert_eq!(a.len(), 2);
@@ -215,7 +218,7 @@ fn per_node_results_from_a_direct_source() {
         &nodes,
         &HashMap::new(),
         &one_metric(MetricResult::PerNode(map)),
-        next(),
+        at_now(),
     );
     assert_eq!(plan.patches.len(), 1);
     assert_eq!(
@@ -226,4 +229,52 @@ fn per_node_results_from_a_direct_source() {
             reason: SkipReason::WarmingUp
         }]
     );
+}
+
+#[test]
+fn only_readings_valid_at_write_time_are_written_and_never_over_a_newer_one() {
+    let nodes = vec![view("n1", "10.0.0.1")];
+    let p = Policy::default();
+    let existing = |value: &str| -> HashMap<String, BTreeMap<String, String>> {
+        [(
+            "n1".to_string(),
+            [("realload.io/cpu-avg-5m".to_string(), value.to_string())].into(),
+        )]
+        .into()
+    };
+    let one = |at: &str| one_metric(MetricResult::Series(vec![series_at("n1", 0.5, at)]));
+    let reasons = |plan: &Plan| -> Vec<SkipReason> { plan.skipped.iter().map(|s| s.reason).collect() };
+    // a nine-day-old sample (max age 3m) would be stale on arrival: skipped, even over nothing
+    let stale = plan(&p, &nodes, &HashMap::new(), &one("2026-11-13T01:05:00Z"), at_now());
+    assert!(stale.patches.is_empty());
+    assert_eq!(reasons(&stale), [SkipReason::Stale]);
+    assert_eq!(stale.coverage["cpu-avg-5m"], 0);
+    // ... and over a fresher valid annotation from the same minute
+    let over = plan(&p, &nodes, &existing("0.4000,2026-11-22T01:04:30Z"), &one("2026-11-13T01:05:00Z"), at_now());
+    assert!(over.patches.is_empty());
+    assert_eq!(reasons(&over), [SkipReason::Stale]);
+    // just inside max age: written
+    assert_eq!(plan(&p, &nodes, &HashMap::new(), &one("2026-11-22T01:02:00Z"), at_now()).patches.len(), 1);
+    // samples from 2031 or from 1970 are not written either
+    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &one("2031-01-01T00:00:00Z"), at_now())), [SkipReason::InFuture]);
+    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &one("1970-01-01T00:00:00Z"), at_now())), [SkipReason::Stale]);
+    // a little clock skew is tolerated
+    assert_eq!(plan(&p, &nodes, &HashMap::new(), &one("2026-11-22T01:05:20Z"), at_now()).patches.len(), 1);
+    // an older sample never replaces a newer one, however far it moved
+    let older = plan(&p, &nodes, &existing("0.9000,2026-11-22T01:04:50Z"), &one("2026-11-22T01:04:00Z"), at_now());
+    assert!(older.patches.is_empty());
+    assert_eq!(reasons(&older), [SkipReason::OlderThanCurrent]);
+    // the very sample already on the node is not written again, every cycle
+    let same = plan(&p, &nodes, &existing("0.5000,2026-11-22T01:02:30Z"), &one("2026-11-22T01:02:30Z"), at_now());
+    assert!(same.patches.is_empty() && same.skipped.is_empty());
+    assert_eq!(same.suppressed, 1);
+    // a garbage annotation dated in the future does not block fresh readings
+    let future = plan(&p, &nodes, &existing("0.5000,2031-01-01T00:00:00Z"), &one(NOW), at_now());
+    assert_eq!(future.patches.len(), 1);
+    // a sample the source could not read is named for what it is
+    let unreadable = one_metric(MetricResult::Series(vec![Series {
+        identity: "n1".into(),
+        sample: Err(SkipReason::Unparsable),
+    }]));
+    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &unreadable, at_now())), [SkipReason::Unparsable]);
 }
