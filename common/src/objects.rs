@@ -19,6 +19,7 @@ pub const MAX_READING_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     pub name: String,
+    pub uid: Option<String>,
     /// One per policy metric, in policy order.
     pub readings: Vec<RawReading>,
     pub allocatable: Allocatable,
@@ -73,6 +74,7 @@ impl NodeView {
         let spec = node.spec.as_ref();
         let mut view = NodeView {
             name: node.metadata.name.clone().unwrap_or_default(),
+            uid: node.metadata.uid.clone(),
             readings: Vec::new(),
             allocatable,
             ready,

@@ -15,8 +15,8 @@ use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_common::snapshot::load_snapshot;
 use realload_common::whitelist::Whitelist;
+use realload_descheduler::gather::{plan_snapshot, requests_by_node};
 use realload_descheduler::plan::{self, Inputs};
-use realload_descheduler::run::{plan_snapshot, requests_by_node};
 use realload_tests::synth::{self, Spec};
 
 fn bench(c: &mut Criterion) {

@@ -63,6 +63,11 @@ pub struct PlannedEviction {
     pub destination: String,
     #[serde(skip)]
     pub hot_reading: f64,
+    /// For the Events (`kubectl describe` finds them by uid).
+    #[serde(skip)]
+    pub pod_uid: Option<String>,
+    #[serde(skip)]
+    pub node_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -347,6 +352,28 @@ pub fn pod_exclusion(
         return Some("mirror (static) pod: never evicted".into());
     }
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let protected = &policy.descheduler.protected;
+    if let Some(entry) = protected.namespaces.matching_entry(ns) {
+        return Some(format!("protected (namespace {entry})"));
+    }
+    let empty = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    if let Some(selector) = protected
+        .selectors
+        .iter()
+        .find(|s| label_selector_matches(s, labels))
+    {
+        return Some(format!(
+            "protected (selector {})",
+            realload_common::selector::selector_text(selector)
+        ));
+    }
+    if let Some(app) = app_labels(pod)
+        .into_iter()
+        .find_map(|name| protected.apps.matching_entry(name))
+    {
+        return Some(format!("protected (app {app})"));
+    }
     if let Some(entry) = whitelist.namespaces.matching_entry(ns) {
         return Some(format!("namespace whitelisted ({entry})"));
     }
@@ -380,23 +407,29 @@ pub fn pod_exclusion(
     }
 }
 
+/// The app names a pod carries in its labels (`app`, `app.kubernetes.io/name`).
+fn app_labels(pod: &Pod) -> Vec<&str> {
+    let Some(labels) = pod.metadata.labels.as_ref() else {
+        return Vec::new();
+    };
+    ["app", "app.kubernetes.io/name"]
+        .iter()
+        .filter_map(|k| labels.get(*k).map(String::as_str))
+        .collect()
+}
+
 fn eligibility(inputs: &Inputs<'_>, owners: &Owners<'_>, pod: &Pod) -> Result<WorkloadKey, String> {
     let d = &inputs.policy.descheduler;
     if let Some(reason) = pod_exclusion(inputs.policy, inputs.whitelist, inputs.now, pod) {
         return Err(reason);
     }
     let owner = owner_of(inputs, owners, pod)?;
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
-    let identities = [
-        labels.get("app").cloned(),
-        labels.get("app.kubernetes.io/name").cloned(),
-        Some(owner.key.name.clone()),
-    ];
-    if let Some(name) = identities
-        .iter()
-        .flatten()
-        .find(|n| inputs.whitelist.apps.matches(n))
-    {
+    if let Some(entry) = d.protected.apps.matching_entry(&owner.key.name) {
+        return Err(format!("protected (app {entry})"));
+    }
+    let mut identities = app_labels(pod);
+    identities.push(&owner.key.name);
+    if let Some(name) = identities.iter().find(|n| inputs.whitelist.apps.matches(n)) {
         return Err(format!("app whitelisted ({name})"));
     }
     if owner.ready_replicas < d.min_replicas as i32 {
@@ -600,6 +633,8 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 destination: target.view.name.clone(),
                 hot_reading: *reading,
                 workload_key: workload,
+                pod_uid: pod.metadata.uid.clone(),
+                node_uid: node.uid.clone(),
             });
         }
     }

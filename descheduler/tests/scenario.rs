@@ -62,6 +62,9 @@ async fn cluster() -> ApiSim {
     workload(&sim, "web", &["hot-1", "cool-1", "cool-2"]);
     workload(&sim, "api", &["hot-2", "cool-1", "cool-2"]);
     whitelist(&sim, "*gateway*");
+    // the cooldown state, shipped empty by the manifests
+    sim.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "realload-descheduler-state", "namespace": "realload-system"}}))
+        .unwrap();
     sim
 }
 
@@ -146,6 +149,10 @@ async fn a_real_run_evicts_the_planned_pods_records_events_and_the_cooldown() {
             "{pod} is terminating"
         );
     }
+    let web0_uid = sim.get(resources::PODS, "shop", "web-0").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(sim.finish_terminating_pods(), 2);
     assert!(sim.get(resources::PODS, "shop", "web-0").is_none(), "gone");
     let state = sim
@@ -157,17 +164,30 @@ async fn a_real_run_evicts_the_planned_pods_records_events_and_the_cooldown() {
         .unwrap();
     assert!(state["data"]["Deployment.shop.web"].is_string());
     let events = sim.list(resources::EVENTS_V1);
+    // complete references: `kubectl describe` finds Events by the object's uid
+    let on_pod = events
+        .iter()
+        .find(|e| e["reason"] == "RealloadEvicted" && e["regarding"]["name"] == "web-0")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(on_pod["regarding"]["kind"], "Pod");
+    assert_eq!(on_pod["regarding"]["namespace"], "shop");
+    assert_eq!(on_pod["regarding"]["uid"], json!(web0_uid));
+    let on_node = events
+        .iter()
+        .find(|e| e["reason"] == "RealloadEvicted" && e["regarding"]["name"] == "hot-1")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(on_node["regarding"]["kind"], "Node");
     assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "RealloadEvicted" && e["regarding"]["kind"] == "Pod"),
-        "{events:?}"
+        on_node["regarding"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
     );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["reason"] == "RealloadEvicted" && e["regarding"]["kind"] == "Node")
+    assert_eq!(
+        on_node["related"]["name"], "web-0",
+        "the node's Event names the pod"
     );
+    assert_eq!(on_node["related"]["uid"], json!(web0_uid));
+    assert!(on_node["note"].as_str().unwrap().contains("shop/web-0"));
     // never a delete: only the Eviction subresource
     assert!(!sim.requests().iter().any(|r| r.method == "DELETE"));
 }
@@ -440,4 +460,106 @@ fn snapshot_mode_plans_without_a_cluster_and_rejects_bad_files() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_are_protected_without_any_whitelist() {
+    let sim = cluster().await;
+    let kc = kubeconfig(&sim, "protected");
+    // an ingress controller: a Deployment's replica on a hot node, in its own namespace, and one
+    // elsewhere under a plain name but with the Gateway API's label
+    sim.put(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ingress-nginx-controller", "namespace": "ingress-nginx"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}},
+        "status": {"replicas": 2, "readyReplicas": 2}}))
+    .unwrap();
+    sim.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "ingress-nginx-controller-rs", "namespace": "ingress-nginx",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "ingress-nginx-controller", "uid": "d", "controller": true}]},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}}}))
+    .unwrap();
+    sim.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ingress-0", "namespace": "ingress-nginx",
+        "labels": {"app.kubernetes.io/name": "ingress-nginx"}, "creationTimestamp": ts(-7200),
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "ingress-nginx-controller-rs", "uid": "r", "controller": true}]},
+        "spec": {"nodeName": "hot-1", "containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]},
+        "status": {"phase": "Running", "startTime": ts(-7200), "conditions": [{"type": "Ready", "status": "True"}]}}))
+    .unwrap();
+    sim.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "edge-0", "namespace": "shop",
+        "labels": {"gateway.networking.k8s.io/gateway-name": "edge"}, "creationTimestamp": ts(-7200),
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-rs", "uid": "r", "controller": true}]},
+        "spec": {"nodeName": "hot-2", "containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]},
+        "status": {"phase": "Running", "startTime": ts(-7200), "conditions": [{"type": "Ready", "status": "True"}]}}))
+    .unwrap();
+    let r = run(
+        &kc,
+        &[
+            "--whitelist-configmap",
+            "realload-system/absent",
+            "--allow-missing-whitelist",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!evicted(&r).contains(&"ingress-0".to_string()));
+    assert_eq!(
+        skip_reason(&r, "ingress-0"),
+        "protected (namespace ingress-nginx)"
+    );
+    assert_eq!(
+        skip_reason(&r, "edge-0"),
+        "protected (selector gateway.networking.k8s.io/gateway-name)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_state_configmap_a_real_run_evicts_nothing_and_exits_1() {
+    let sim = cluster().await;
+    let kc = kubeconfig(&sim, "nostate");
+    let r = run(&kc, &["--state-configmap", "realload-system/absent"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("realload-system/absent not found"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.report["error"].as_str().map(|e| e.contains("not found")),
+        Some(true)
+    );
+    assert_eq!(eviction_posts(&sim), 0);
+    // a dry run still shows the plan
+    let r = run(
+        &kc,
+        &["--state-configmap", "realload-system/absent", "--dry-run"],
+    )
+    .await;
+    assert_eq!((r.code, evicted(&r).len()), (0, 2), "{}", r.stderr);
+}
+
+#[test]
+fn usage_errors_and_a_missing_kubeconfig_are_bad_input_exit_1() {
+    let run = |args: &[&str], kubeconfig: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--no-such-flag"], "/nonexistent/kubeconfig");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+    let (code, err) = run(&["--now", "yesterday"], "/nonexistent/kubeconfig");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("RFC 3339"), "{err}");
+    let (code, err) = run(&["--dry-run"], "/nonexistent/kubeconfig");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Kubernetes configuration"), "{err}");
+    let (code, _) = run(&["--help"], "/nonexistent/kubeconfig");
+    assert_eq!(code, Some(0));
+    let (code, _) = run(&["--version"], "/nonexistent/kubeconfig");
+    assert_eq!(code, Some(0));
 }

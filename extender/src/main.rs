@@ -1,11 +1,31 @@
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use realload_extender::cli::{Cli, Command};
 
+/// Runs the subcommand; any failure is printed once and exits 1 (a usage error too: `--help`
+/// and `--version` exit 0).
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn run(cli: Cli) -> anyhow::Result<()> {
     realload_common::runtime::init_tracing(&cli.log)?;
     let shutdown = realload_common::runtime::shutdown_token()?;
     match &cli.command {

@@ -396,3 +396,58 @@ fn field_values_cover_the_defaults() {
         Some("[name, internalIP, hostname]")
     );
 }
+
+#[test]
+fn the_protected_set_and_the_unknown_cap_are_checked() {
+    has_error(
+        "descheduler: {protected: {selectors: [{}]}}",
+        "descheduler.protected.selectors[0]",
+        "empty selector",
+    );
+    has_error(
+        "descheduler: {protected: {selectors: [{matchExpressions: [{key: a, operator: Near}]}]}}",
+        "descheduler.protected.selectors[0].matchExpressions[0].operator",
+        "not one of In, NotIn, Exists, DoesNotExist",
+    );
+    has_error(
+        "descheduler: {protected: {selectors: [{matchExpressions: [{key: a, operator: In}]}]}}",
+        "descheduler.protected.selectors[0].matchExpressions[0].values",
+        "must not be empty",
+    );
+    has_error(
+        "descheduler: {protected: {apps: [ok, \"bad name\"]}}",
+        "descheduler.protected.apps",
+        "entry 1 (\"bad name\") contains whitespace",
+    );
+    has_error(
+        "guards: {unknownPodCap: 1001}",
+        "guards.unknownPodCap",
+        "[0, 1000]",
+    );
+    has_error(
+        "guards: {unknownPodCap: 4294967296}",
+        "guards.unknownPodCap",
+        "[0, 1000]",
+    );
+    assert!(matches!(
+        Policy::from_yaml("guards: {unknownPodCap: -1}"),
+        Err(PolicyError::Parse { .. })
+    ));
+    let p = Policy::from_yaml(
+        "guards: {unknownPodCap: 0}\ndescheduler: {protected: {namespaces: [team-*]}}",
+    )
+    .unwrap();
+    assert_eq!(p.guards.unknown_pod_cap, 0);
+    assert!(p.descheduler.protected.namespaces.matches("team-a"));
+    assert!(
+        !p.descheduler.protected.namespaces.matches("kube-system"),
+        "a list replaces its default"
+    );
+    assert!(
+        p.descheduler
+            .protected
+            .apps
+            .matches("ingress-nginx-controller"),
+        "the others keep theirs"
+    );
+}

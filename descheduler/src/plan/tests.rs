@@ -174,6 +174,42 @@ fn each_rule_alone_prevents_the_eviction() {
             "younger than minPodAge",
         ),
         (
+            "protected namespace",
+            |c| c.pods[0]["metadata"]["namespace"] = json!("kube-system"),
+            "protected (namespace kube-system)",
+        ),
+        (
+            "protected app label",
+            |c| c.pods[0]["metadata"]["labels"]["app"] = json!("traefik"),
+            "protected (app traefik*)",
+        ),
+        (
+            "protected owner name",
+            |c| {
+                let (rs, dep) = deployment("istio-ingressgateway", 3);
+                c.replica_sets = vec![rs];
+                c.deployments = vec![dep];
+                c.pods[0]["metadata"]["ownerReferences"][0]["name"] =
+                    json!("istio-ingressgateway-rs");
+            },
+            "protected (app *ingressgateway*)",
+        ),
+        (
+            "protected selector",
+            |c| c.pods[0]["metadata"]["labels"]["istio"] = json!("ingressgateway"),
+            "protected (selector istio=ingressgateway)",
+        ),
+        (
+            "protected set from the policy",
+            |c| {
+                c.policy = Policy::from_yaml(
+                    "descheduler: {protected: {namespaces: [], apps: [web], selectors: []}}",
+                )
+                .unwrap()
+            },
+            "protected (app web)",
+        ),
+        (
             "bare pod",
             |c| c.pods[0]["metadata"]["ownerReferences"] = json!([]),
             "bare pod",

@@ -221,7 +221,11 @@ pub struct Plan {
 }
 
 /// Judges a sample's time at `now`: a reading written must be valid when it is written.
-pub fn judge_time(sampled_at: Timestamp, spec: &MetricSpec, now: Timestamp) -> Result<(), SkipReason> {
+pub fn judge_time(
+    sampled_at: Timestamp,
+    spec: &MetricSpec,
+    now: Timestamp,
+) -> Result<(), SkipReason> {
     let age = now.duration_since(sampled_at);
     if age > spec.max_age {
         Err(SkipReason::Stale)
@@ -235,7 +239,7 @@ pub fn judge_time(sampled_at: Timestamp, spec: &MetricSpec, now: Timestamp) -> R
 /// What to do with a trusted new reading, given the annotation already on the Node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Write {
-    Write,
+    Send,
     /// Same value within the deadband, still fresh at the next cycle: not rewritten.
     Suppress,
     Skip(SkipReason),
@@ -250,12 +254,12 @@ fn decide_write(
     next_cycle: Timestamp,
 ) -> Write {
     let Some(text) = existing else {
-        return Write::Write;
+        return Write::Send;
     };
     let RawReading::Parsed(old) =
         RawReading::from_annotation(Some(text), spec.format, &policy.crane_timezone)
     else {
-        return Write::Write;
+        return Write::Send;
     };
     // A reading dated in the future is garbage, not "newer": replace it.
     let old_plausible = old.sampled_at.duration_since(now) <= MAX_CLOCK_SKEW;
@@ -271,7 +275,7 @@ fn decide_write(
     if !moved && !stale_by_next_cycle && old_plausible {
         Write::Suppress
     } else {
-        Write::Write
+        Write::Send
     }
 }
 
@@ -356,7 +360,7 @@ pub fn plan(
                             metric: spec.name.clone(),
                             reason,
                         }),
-                        Write::Write => {
+                        Write::Send => {
                             per_node.entry(n.name.as_str()).or_default().insert(
                                 spec.annotation.clone(),
                                 format_for(spec, &reading, policy),

@@ -243,38 +243,112 @@ fn only_readings_valid_at_write_time_are_written_and_never_over_a_newer_one() {
         .into()
     };
     let one = |at: &str| one_metric(MetricResult::Series(vec![series_at("n1", 0.5, at)]));
-    let reasons = |plan: &Plan| -> Vec<SkipReason> { plan.skipped.iter().map(|s| s.reason).collect() };
+    let reasons =
+        |plan: &Plan| -> Vec<SkipReason> { plan.skipped.iter().map(|s| s.reason).collect() };
     // a nine-day-old sample (max age 3m) would be stale on arrival: skipped, even over nothing
-    let stale = plan(&p, &nodes, &HashMap::new(), &one("2026-11-13T01:05:00Z"), at_now());
+    let stale = plan(
+        &p,
+        &nodes,
+        &HashMap::new(),
+        &one("2026-11-13T01:05:00Z"),
+        at_now(),
+    );
     assert!(stale.patches.is_empty());
     assert_eq!(reasons(&stale), [SkipReason::Stale]);
     assert_eq!(stale.coverage["cpu-avg-5m"], 0);
     // ... and over a fresher valid annotation from the same minute
-    let over = plan(&p, &nodes, &existing("0.4000,2026-11-22T01:04:30Z"), &one("2026-11-13T01:05:00Z"), at_now());
+    let over = plan(
+        &p,
+        &nodes,
+        &existing("0.4000,2026-11-22T01:04:30Z"),
+        &one("2026-11-13T01:05:00Z"),
+        at_now(),
+    );
     assert!(over.patches.is_empty());
     assert_eq!(reasons(&over), [SkipReason::Stale]);
     // just inside max age: written
-    assert_eq!(plan(&p, &nodes, &HashMap::new(), &one("2026-11-22T01:02:00Z"), at_now()).patches.len(), 1);
+    assert_eq!(
+        plan(
+            &p,
+            &nodes,
+            &HashMap::new(),
+            &one("2026-11-22T01:02:00Z"),
+            at_now()
+        )
+        .patches
+        .len(),
+        1
+    );
     // samples from 2031 or from 1970 are not written either
-    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &one("2031-01-01T00:00:00Z"), at_now())), [SkipReason::InFuture]);
-    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &one("1970-01-01T00:00:00Z"), at_now())), [SkipReason::Stale]);
+    assert_eq!(
+        reasons(&plan(
+            &p,
+            &nodes,
+            &HashMap::new(),
+            &one("2031-01-01T00:00:00Z"),
+            at_now()
+        )),
+        [SkipReason::InFuture]
+    );
+    assert_eq!(
+        reasons(&plan(
+            &p,
+            &nodes,
+            &HashMap::new(),
+            &one("1970-01-01T00:00:00Z"),
+            at_now()
+        )),
+        [SkipReason::Stale]
+    );
     // a little clock skew is tolerated
-    assert_eq!(plan(&p, &nodes, &HashMap::new(), &one("2026-11-22T01:05:20Z"), at_now()).patches.len(), 1);
+    assert_eq!(
+        plan(
+            &p,
+            &nodes,
+            &HashMap::new(),
+            &one("2026-11-22T01:05:20Z"),
+            at_now()
+        )
+        .patches
+        .len(),
+        1
+    );
     // an older sample never replaces a newer one, however far it moved
-    let older = plan(&p, &nodes, &existing("0.9000,2026-11-22T01:04:50Z"), &one("2026-11-22T01:04:00Z"), at_now());
+    let older = plan(
+        &p,
+        &nodes,
+        &existing("0.9000,2026-11-22T01:04:50Z"),
+        &one("2026-11-22T01:04:00Z"),
+        at_now(),
+    );
     assert!(older.patches.is_empty());
     assert_eq!(reasons(&older), [SkipReason::OlderThanCurrent]);
     // the very sample already on the node is not written again, every cycle
-    let same = plan(&p, &nodes, &existing("0.5000,2026-11-22T01:02:30Z"), &one("2026-11-22T01:02:30Z"), at_now());
+    let same = plan(
+        &p,
+        &nodes,
+        &existing("0.5000,2026-11-22T01:02:30Z"),
+        &one("2026-11-22T01:02:30Z"),
+        at_now(),
+    );
     assert!(same.patches.is_empty() && same.skipped.is_empty());
     assert_eq!(same.suppressed, 1);
     // a garbage annotation dated in the future does not block fresh readings
-    let future = plan(&p, &nodes, &existing("0.5000,2031-01-01T00:00:00Z"), &one(NOW), at_now());
+    let future = plan(
+        &p,
+        &nodes,
+        &existing("0.5000,2031-01-01T00:00:00Z"),
+        &one(NOW),
+        at_now(),
+    );
     assert_eq!(future.patches.len(), 1);
     // a sample the source could not read is named for what it is
     let unreadable = one_metric(MetricResult::Series(vec![Series {
         identity: "n1".into(),
         sample: Err(SkipReason::Unparsable),
     }]));
-    assert_eq!(reasons(&plan(&p, &nodes, &HashMap::new(), &unreadable, at_now())), [SkipReason::Unparsable]);
+    assert_eq!(
+        reasons(&plan(&p, &nodes, &HashMap::new(), &unreadable, at_now())),
+        [SkipReason::Unparsable]
+    );
 }
