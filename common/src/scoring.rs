@@ -391,6 +391,21 @@ pub fn breaker_trips(policy: &Policy, unknown: usize, candidates: usize) -> bool
     candidates > 0 && unknown as f64 > policy.guards.max_unknown_fraction * candidates as f64
 }
 
+/// The breaker for one pod: it trips when more than `guards.maxUnknownFraction` of the nodes
+/// kube-scheduler offered are unknown *and* the same holds for every node realload knows of
+/// (`fleet`, when known). The second condition keeps a full cluster from tripping it: as the
+/// nodes with readings fill up, kube-scheduler's own fit filters offer mostly the unknown ones,
+/// which receive nothing and so keep their room; the breaker is for readings broken broadly
+/// (a collector or Prometheus outage), not for the last free nodes being unknown.
+pub fn breaker_trips_for(
+    policy: &Policy,
+    offered: (usize, usize),
+    fleet: Option<(usize, usize)>,
+) -> bool {
+    breaker_trips(policy, offered.0, offered.1)
+        && fleet.is_none_or(|(unknown, total)| breaker_trips(policy, unknown, total))
+}
+
 /// The answer for a whole candidate set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {

@@ -297,6 +297,9 @@ pub struct Generation {
     pub ledger_len: usize,
     pub nodes_synced: bool,
     pub pods_synced: bool,
+    /// Indexed nodes that were unknown when their judgement was last made (at most a
+    /// housekeeping period ago): the fleet half of the circuit breaker.
+    pub unknown_nodes: usize,
 }
 
 impl Generation {
@@ -309,7 +312,14 @@ impl Generation {
             ledger_len: 0,
             nodes_synced: false,
             pods_synced: false,
+            unknown_nodes: 0,
         }
+    }
+
+    /// Unknown and all indexed nodes, for [`scoring::breaker_trips_for`]; `None` before any
+    /// node is indexed.
+    pub fn fleet(&self) -> Option<(usize, usize)> {
+        (!self.nodes.is_empty()).then_some((self.unknown_nodes, self.nodes.len()))
     }
 
     /// Both watches have listed everything since they last started.
@@ -452,7 +462,13 @@ impl Writer {
 
     fn generation(&mut self) -> Generation {
         self.next_id += 1;
+        let unknown_nodes = self
+            .nodes
+            .values()
+            .filter(|e| e.cached.as_ref().is_none_or(|c| !c.judgement.known))
+            .count();
         Generation {
+            unknown_nodes,
             id: self.next_id,
             policy: self.policy.clone(),
             nodes: self.nodes.clone(),

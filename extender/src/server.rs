@@ -142,11 +142,14 @@ pub fn evaluate(state: &State, args: &ExtenderArgs<'_>, verb: Verb) -> Evaluatio
             })
             .collect(),
     };
+    let offered_unknown = judged.iter().filter(|j| !j.known).count();
+    let judge_here =
+        || scoring::breaker_trips_for(policy, (offered_unknown, n), generation.fleet());
     let breaker = match verb {
-        Verb::Filter => None,
-        Verb::Prioritize => state.memory.breaker_of(&key),
+        Verb::Filter => judge_here(),
+        Verb::Prioritize => state.memory.breaker_of(&key).unwrap_or_else(judge_here),
     };
-    let decision = scoring::decide_judged_with(policy, judged, breaker);
+    let decision = scoring::decide_judged_with(policy, judged, Some(breaker));
     if verb == Verb::Filter {
         let unknown_passed: smallvec::SmallVec<[Arc<str>; 4]> = if decision.breaker_tripped {
             smallvec::SmallVec::new()

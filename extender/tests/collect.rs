@@ -12,60 +12,14 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use realload_tests::apisim::{ApiSim, resources};
+use realload_tests::support::monitoring::{self, start_node_exporter};
 use realload_tests::support::{KillOnDrop, free_port, temp_dir};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
 
-fn require(binary: &str) -> String {
-    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
-        let p = Path::new(dir).join(binary);
-        if p.exists() {
-            return p.display().to_string();
-        }
-    }
-    panic!(
-        "{binary} is not installed: run .ci/run, or apt-get install -y prometheus prometheus-node-exporter"
-    );
-}
-
-fn start_node_exporter() -> (KillOnDrop, u16) {
-    let port = free_port();
-    let child = Command::new(require("prometheus-node-exporter"))
-        .args([
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-            "--collector.disable-defaults",
-            "--collector.cpu",
-            "--collector.meminfo",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (KillOnDrop(child), port)
-}
-
 fn start_prometheus(dir: &Path, exporter_port: u16) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n- job_name: node\n  static_configs:\n  - targets: ['127.0.0.1:{exporter_port}']\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(require("prometheus"))
-        .args([
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", dir.join("data").display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (KillOnDrop(child), port)
+    monitoring::start_prometheus(dir, &[(exporter_port, None)])
 }
 
 async fn get_json(url: &str) -> Option<Value> {

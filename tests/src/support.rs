@@ -53,6 +53,73 @@ impl std::ops::DerefMut for KillOnDrop {
     }
 }
 
+/// The path of a program installed from a Debian package, or a panic saying how to install it.
+pub fn require_program(binary: &str, package: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"] {
+        let p = std::path::Path::new(dir).join(binary);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{binary} is not installed: run tests/run.sh, or apt-get install -y {package}");
+}
+
+/// Real Prometheus and node-exporter (Debian packages), started on free loopback ports.
+pub mod monitoring {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    use super::{KillOnDrop, free_port, require_program};
+
+    /// node-exporter with only the CPU and memory collectors; returns it and its port.
+    pub fn start_node_exporter() -> (KillOnDrop, u16) {
+        let port = free_port();
+        let child = Command::new(require_program(
+            "prometheus-node-exporter",
+            "prometheus-node-exporter",
+        ))
+        .args([
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.meminfo",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node-exporter");
+        (KillOnDrop(child), port)
+    }
+
+    /// Prometheus scraping `targets` (address, optional `instance` label) every second, with its
+    /// data in `dir`; returns it and its port.
+    pub fn start_prometheus(dir: &Path, targets: &[(u16, Option<&str>)]) -> (KillOnDrop, u16) {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        let mut text = String::from(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n- job_name: node\n  static_configs:\n",
+        );
+        for (target, instance) in targets {
+            text.push_str(&format!("  - targets: ['127.0.0.1:{target}']\n"));
+            if let Some(instance) = instance {
+                text.push_str(&format!("    labels: {{instance: '{instance}'}}\n"));
+            }
+        }
+        std::fs::write(&config, text).expect("write prometheus.yml");
+        let child = Command::new(require_program("prometheus", "prometheus"))
+            .args([
+                &format!("--config.file={}", config.display()),
+                &format!("--storage.tsdb.path={}", dir.join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        (KillOnDrop(child), port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
