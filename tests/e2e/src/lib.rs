@@ -117,7 +117,8 @@ fn start_bundled() -> Cluster {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
+        // `setsid -f` forks the reaper off and returns at once
+        .status()
         .expect("start the control plane's reaper (setsid)");
     let env = std::fs::read_to_string(instance.join("env")).expect("read the control plane's env");
     let var = |name: &str| {
