@@ -7,9 +7,11 @@
 //! - [`objects`]: scratch namespaces, Nodes made Ready by status patches (there is no kubelet),
 //!   pods, and Deployment → ReplicaSet → Pod chains (there is no controller-manager).
 //! - [`procs`]: realload's binaries and kube-scheduler as child processes that die with the test.
+//! - [`deploy`]: the project's overlays applied to the cluster (for real or as a strict dry run).
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test harness: failing loudly is right
 
+pub mod deploy;
 pub mod objects;
 pub mod procs;
 

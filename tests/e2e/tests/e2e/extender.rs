@@ -167,3 +167,404 @@ async fn cache_mode_keeps_pods_off_hot_and_unknown_nodes_and_caps_a_burst() {
 async fn node_objects_mode_keeps_pods_off_hot_and_unknown_nodes_and_caps_a_burst() {
     incident(false).await;
 }
+
+/// A namespace and `nodes` in a fresh group.
+async fn group_with(prefix: &str, nodes: &[FakeNode]) -> (kube::Client, String, String) {
+    let c = cluster();
+    let client = c.client().await;
+    let group = unique(prefix);
+    let ns = objects::namespace(&client, &group).await;
+    for n in nodes {
+        let mut n = n.clone();
+        n.name = format!("{group}-{}", n.name);
+        create_node(&client, &group, &n).await;
+    }
+    (client, ns, group)
+}
+
+fn fresh(cpu: f64) -> BTreeMap<String, String> {
+    readings(cpu, SignedDuration::from_secs(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn a_forty_pod_burst_spreads_over_equally_cool_nodes() {
+    let nodes: Vec<FakeNode> = (1..=4)
+        .map(|i| {
+            FakeNode::new(format!("cool-{i}"))
+                .cpu("16")
+                .readings(fresh(0.20))
+        })
+        .collect();
+    let (client, ns, group) = group_with("spread", &nodes).await;
+    let c = cluster();
+    let ext = Extender::start(c, &c.kubeconfig, None, &[]);
+    ext.wait_ready().await;
+    let _sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("http://127.0.0.1:{}/scheduler", ext.port),
+        |_| {},
+    );
+    objects::create_pods(&client, &ns, "p", 40, |name| {
+        pod(name, &group, &group, "250m")
+    })
+    .await;
+    let placed = objects::wait_bound(&client, &ns, 40, Duration::from_secs(60)).await;
+    let per = objects::per_node(&placed);
+    eprintln!("{group}: {per:?}");
+    assert_eq!(placed.values().flatten().count(), 40, "{per:?}");
+    assert_eq!(per.len(), 4, "every node took some: {per:?}");
+    assert!(
+        per.values().all(|n| *n <= 20),
+        "no node took half of the burst: {per:?}"
+    );
+    objects::cleanup(&client, &ns, &group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn an_extender_killed_mid_burst_leaves_no_pod_unbound_and_is_used_again_after_restart() {
+    let nodes = vec![
+        FakeNode::new("cool-1").cpu("16").readings(fresh(0.20)),
+        FakeNode::new("cool-2").cpu("16").readings(fresh(0.20)),
+        FakeNode::new("hot").cpu("64").readings(fresh(0.95)),
+    ];
+    let (client, ns, group) = group_with("kill", &nodes).await;
+    let c = cluster();
+    let ext = Extender::start(c, &c.kubeconfig, None, &[]);
+    ext.wait_ready().await;
+    let port = ext.port;
+    let sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("http://127.0.0.1:{port}/scheduler"),
+        |_| {},
+    );
+    // a burst arriving over three seconds; the extender dies a third of the way in
+    let creator = {
+        let (client, ns, group) = (client.clone(), ns.clone(), group.clone());
+        tokio::spawn(async move {
+            for i in 0..30 {
+                objects::create_pods(&client, &ns, &format!("a{i}"), 1, |name| {
+                    pod(name, &group, &group, "100m")
+                })
+                .await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    objects::wait_bound(&client, &ns, 10, Duration::from_secs(60)).await;
+    ext.signal("KILL");
+    drop(ext);
+    creator.await.unwrap();
+    // ignorable: true: scheduling goes on without the extender
+    let placed = objects::wait_bound(&client, &ns, 30, Duration::from_secs(90)).await;
+    assert_eq!(
+        placed.values().flatten().count(),
+        30,
+        "pods left unbound after the extender died: {placed:?}\n{}",
+        sched.log_text()
+    );
+    assert!(
+        sched.log_text().contains("Skipping extender"),
+        "kube-scheduler skipped the dead extender"
+    );
+    // restarted on the same address, it is called again and steers again
+    let ext = Extender::start(c, &c.kubeconfig, Some(port), &[]);
+    ext.wait_ready().await;
+    objects::create_pods(&client, &ns, "b", 6, |name| {
+        pod(name, &group, &group, "100m")
+    })
+    .await;
+    let placed = objects::wait_bound(&client, &ns, 36, Duration::from_secs(60)).await;
+    let after: Vec<&Option<String>> = placed
+        .iter()
+        .filter(|(name, _)| name.starts_with("b-"))
+        .map(|(_, node)| node)
+        .collect();
+    assert_eq!(
+        after.iter().filter(|n| n.is_some()).count(),
+        6,
+        "{placed:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .all(|n| n.as_deref() != Some(format!("{group}-hot").as_str())),
+        "after the restart the hot node is avoided again: {placed:?}"
+    );
+    assert!(
+        ext.requests("filter").await >= 6,
+        "the restarted extender was called"
+    );
+    objects::cleanup(&client, &ns, &group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn the_bind_overlay_binds_through_the_extender_and_counts_each_pod_at_once() {
+    let nodes = vec![
+        FakeNode::new("cool-1").readings(fresh(0.20)),
+        FakeNode::new("cool-2").readings(fresh(0.20)),
+        FakeNode::new("hot").cpu("64").readings(fresh(0.95)),
+    ];
+    let (client, ns, group) = group_with("bind", &nodes).await;
+    let c = cluster();
+    // the bind overlay adds --bind to the extender; its scheduler wiring adds bindVerb
+    let patch = std::fs::read_to_string(
+        realload_e2e::workspace().join("deploy/overlays/bind/extender-bind-patch.yaml"),
+    )
+    .unwrap();
+    assert!(patch.contains("--bind"));
+    let ext = Extender::start(c, &c.kubeconfig, None, &["--bind"]);
+    ext.wait_ready().await;
+    let _sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("http://127.0.0.1:{}/scheduler", ext.port),
+        |cfg| {
+            cfg["extenders"][0]["bindVerb"] = "bind".into();
+        },
+    );
+    objects::create_pods(&client, &ns, "p", 8, |name| pod(name, &group, &group, "1")).await;
+    let placed = objects::wait_bound(&client, &ns, 8, Duration::from_secs(60)).await;
+    let per = objects::per_node(&placed);
+    assert_eq!(
+        placed.values().flatten().count(),
+        8,
+        "{placed:?}\n{}",
+        ext.log_text()
+    );
+    assert_eq!(per.get(&format!("{group}-hot")), None, "{per:?}");
+    let metrics = ext.metrics().await;
+    assert!(
+        metrics.contains("realload_extender_requests_total{verb=\"bind\",outcome=\"ok\"} 8"),
+        "the extender made all 8 Bindings:\n{metrics}"
+    );
+    objects::cleanup(&client, &ns, &group).await;
+}
+
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+/// A CA, a serving certificate for 127.0.0.1 and a client certificate for kube-scheduler.
+fn pki(dir: &std::path::Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["kube-scheduler".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &issuer)
+        .unwrap();
+    for (name, text) in [
+        ("ca.crt", ca.pem()),
+        ("tls.crt", server.pem()),
+        ("tls.key", server_key.serialize_pem()),
+        ("client.crt", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    Pki {
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn tls_with_client_certificates_through_the_schedulers_tls_config() {
+    let nodes = vec![
+        FakeNode::new("cool").readings(fresh(0.20)),
+        FakeNode::new("hot").cpu("64").readings(fresh(0.95)),
+    ];
+    let (client, ns, group) = group_with("tls", &nodes).await;
+    let c = cluster();
+    let pki = pki(&c.dir.join(format!("pki-{group}")));
+    // what the TLS overlay passes, with the Secret's files here
+    let ext = Extender::start(
+        c,
+        &c.kubeconfig,
+        None,
+        &[
+            "--tls-cert",
+            &pki.path("tls.crt"),
+            "--tls-key",
+            &pki.path("tls.key"),
+            "--client-ca",
+            &pki.path("ca.crt"),
+        ],
+    );
+    // probes and metrics answer on the admin port without a client certificate
+    ext.wait_ready().await;
+    let (ca, cert, key) = (
+        pki.path("ca.crt"),
+        pki.path("client.crt"),
+        pki.path("client.key"),
+    );
+    let sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("https://127.0.0.1:{}/scheduler", ext.port),
+        move |cfg| {
+            let e = &mut cfg["extenders"][0];
+            e["enableHTTPS"] = true.into();
+            e["tlsConfig"] = serde_yaml::to_value(
+                serde_json::json!({"caFile": ca, "certFile": cert, "keyFile": key}),
+            )
+            .unwrap();
+        },
+    );
+    objects::create_pods(&client, &ns, "p", 4, |name| {
+        pod(name, &group, &group, "500m")
+    })
+    .await;
+    let placed = objects::wait_bound(&client, &ns, 4, Duration::from_secs(60)).await;
+    let per = objects::per_node(&placed);
+    assert_eq!(
+        placed.values().flatten().count(),
+        4,
+        "{placed:?}\n{}",
+        sched.log_text()
+    );
+    assert_eq!(per.get(&format!("{group}-cool")), Some(&4), "{per:?}");
+    assert!(
+        ext.requests("filter").await >= 4,
+        "kube-scheduler called over TLS"
+    );
+    objects::cleanup(&client, &ns, &group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn sigterm_keeps_answering_through_the_drain_period() {
+    let nodes = vec![
+        FakeNode::new("cool-1").readings(fresh(0.20)),
+        FakeNode::new("cool-2").readings(fresh(0.20)),
+        FakeNode::new("hot").cpu("64").readings(fresh(0.95)),
+        FakeNode::new("zero").cpu("64").readings(fresh(0.0)),
+    ];
+    let (client, ns, group) = group_with("drain", &nodes).await;
+    let c = cluster();
+    let ext = Extender::start(c, &c.kubeconfig, None, &["--drain-period", "6s"]);
+    ext.wait_ready().await;
+    let _sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("http://127.0.0.1:{}/scheduler", ext.port),
+        |_| {},
+    );
+    // a rollout: SIGTERM, and pods keep arriving
+    ext.signal("TERM");
+    let started = tokio::time::Instant::now();
+    objects::create_pods(&client, &ns, "p", 10, |name| {
+        pod(name, &group, &group, "200m")
+    })
+    .await;
+    let placed = objects::wait_bound(&client, &ns, 10, Duration::from_secs(5)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "placed within the drain period"
+    );
+    let per = objects::per_node(&placed);
+    assert_eq!(placed.values().flatten().count(), 10, "{per:?}");
+    for s in ["hot", "zero"] {
+        assert_eq!(
+            per.get(&format!("{group}-{s}")),
+            None,
+            "{s} got pods during the drain: {per:?}"
+        );
+    }
+    // unready at once (the Service stops routing), and the process exits after the drain
+    assert!(matches!(
+        realload_e2e::procs::http(ext.admin, "GET", "/readyz", "").await,
+        Some((503, _)) | None
+    ));
+    objects::cleanup(&client, &ns, &group).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn the_second_scheduler_overlay_loads_and_schedules_its_pods() {
+    use realload_e2e::deploy;
+    let nodes = vec![
+        FakeNode::new("cool").readings(fresh(0.20)),
+        FakeNode::new("hot").cpu("64").readings(fresh(0.95)),
+    ];
+    let (client, ns, group) = group_with("second", &nodes).await;
+    let c = cluster();
+    // the overlay's ServiceAccount and RBAC, as `kubectl apply -k` would create them
+    deploy::apply_all(
+        &client,
+        &deploy::render("second-scheduler"),
+        deploy::is_access,
+    )
+    .await;
+    let token = deploy::token(&client, "realload-system", "realload-scheduler").await;
+    let kubeconfig = c.token_kubeconfig("realload-scheduler", &token);
+    let ext = Extender::start(c, &c.kubeconfig, None, &[]);
+    ext.wait_ready().await;
+    let original: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            realload_e2e::workspace()
+                .join("deploy/overlays/second-scheduler/scheduler-config.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let kc = kubeconfig.display().to_string();
+    let sched = Scheduler::start(
+        c,
+        "deploy/overlays/second-scheduler/scheduler-config.yaml",
+        "realload-scheduler",
+        &format!("http://127.0.0.1:{}/scheduler", ext.port),
+        move |cfg| {
+            // its own leader election, as shipped, as its own ServiceAccount
+            cfg["leaderElection"] = original["leaderElection"].clone();
+            cfg["clientConnection"]["kubeconfig"] = kc.into();
+        },
+    );
+    objects::create_pods(&client, &ns, "p", 3, |name| {
+        pod(name, "realload-scheduler", &group, "500m")
+    })
+    .await;
+    let placed = objects::wait_bound(&client, &ns, 3, Duration::from_secs(90)).await;
+    let per = objects::per_node(&placed);
+    assert_eq!(
+        placed.values().flatten().count(),
+        3,
+        "{placed:?}\n{}",
+        sched.log_text()
+    );
+    assert_eq!(per.get(&format!("{group}-cool")), Some(&3), "{per:?}");
+    assert!(ext.requests("filter").await >= 3);
+    let lease: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), "realload-system");
+    assert!(
+        lease.get("realload-scheduler").await.is_ok(),
+        "it leads through its own Lease"
+    );
+    objects::cleanup(&client, &ns, &group).await;
+}
