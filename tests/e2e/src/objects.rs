@@ -337,7 +337,9 @@ pub async fn workload(
             "metadata": {"name": pod_name, "labels": labels,
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
                                               "uid": rs.metadata.uid, "controller": true, "blockOwnerDeletion": true}]},
-            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
+            // the default grace period: an eviction leaves the pod terminating, as a real
+            // kubelet would until it stopped the containers
+            "spec": {"nodeName": node,
                      "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
                                      "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}}}]}
         }))

@@ -4,4 +4,5 @@
 //! `tests/run.sh` runs these; by hand: `cargo test -p realload-e2e -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod descheduler;
 mod extender;
