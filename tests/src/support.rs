@@ -118,6 +118,51 @@ pub mod monitoring {
             .expect("start prometheus");
         (KillOnDrop(child), port)
     }
+
+    /// GET a JSON document over plain HTTP on loopback.
+    pub async fn get_json(url: &str) -> Option<serde_json::Value> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let uri: http::Uri = url.parse().ok()?;
+        let host = uri.host()?.to_string();
+        let port = uri.port_u16()?;
+        let path = uri.path_and_query()?.as_str().to_string();
+        let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text.split_once("\r\n\r\n")?.1;
+        serde_json::from_str(body).ok()
+    }
+
+    /// Waits (up to two minutes) until every default metric's query returns a sample.
+    pub async fn wait_for_data(prometheus_port: u16) {
+        let policy = realload_common::policy::Policy::default();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        for spec in &policy.metrics {
+            let q = serde_urlencoded::to_string([("query", spec.query.as_str())])
+                .expect("a query string");
+            loop {
+                let url = format!("http://127.0.0.1:{prometheus_port}/api/v1/query?{q}");
+                if let Some(v) = get_json(&url).await
+                    && v["data"]["result"]
+                        .as_array()
+                        .is_some_and(|r| !r.is_empty())
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "Prometheus never answered {}",
+                    spec.name
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

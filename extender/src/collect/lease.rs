@@ -17,12 +17,13 @@ pub struct LeaderElector {
     duration: Duration,
 }
 
+/// Another replica changed the Lease first (or created it first).
 fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
+    matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists())
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
+    matches!(e, kube::Error::Api(s) if s.is_not_found())
 }
 
 impl LeaderElector {
