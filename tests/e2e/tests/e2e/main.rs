@@ -7,3 +7,5 @@
 mod collector;
 mod descheduler;
 mod extender;
+mod manifests;
+mod rbac;

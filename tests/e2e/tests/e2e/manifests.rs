@@ -1,0 +1,28 @@
+//! Every overlay of `deploy/` is accepted by the real API server: a server-side apply with
+//! `dryRun=All` and `fieldValidation=Strict` (an unknown or duplicated field is refused).
+
+use realload_e2e::cluster;
+use realload_e2e::deploy::{self, Resolver};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn every_overlay_passes_a_strict_server_side_dry_run() {
+    let c = cluster();
+    let client = c.client().await;
+    // namespaced objects need their namespace to exist, even in a dry run
+    let base = deploy::render("default");
+    deploy::apply_all(&client, &base, |o| o["kind"] == "Namespace").await;
+    let resolver = Resolver::new(&client).await;
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for overlay in deploy::overlays() {
+        for object in deploy::render(&overlay) {
+            checked += 1;
+            if let Err(e) = deploy::apply(&client, &resolver, &object, true).await {
+                problems.push(format!("{overlay}: {e}"));
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} objects rendered");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
