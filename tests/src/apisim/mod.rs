@@ -12,6 +12,7 @@
 //! Tests control it directly: seed it from a snapshot List, read state back, read the log of
 //! requests, and inject latency, error responses, dropped connections and watch disconnects.
 
+pub mod conformance;
 pub mod resources;
 pub mod selectors;
 mod server;

@@ -348,9 +348,7 @@ fn dispatch(
             match content_type.as_str() {
                 "application/apply-patch+yaml" => {
                     let Some(manager) = query.get("fieldManager") else {
-                        return Err(ApiError::bad_request(
-                            "PATCH with application/apply-patch+yaml requires the fieldManager query parameter",
-                        ));
+                        return Err(ApiError::apply_without_field_manager());
                     };
                     let text = std::str::from_utf8(body)
                         .map_err(|_| ApiError::bad_request("apply body is not UTF-8"))?;

@@ -94,17 +94,36 @@ impl ApiError {
         }
     }
 
+    /// A 422 as kube-apiserver words it: `Deployment.apps "web" is invalid: <field>: Invalid
+    /// value: <problem>`, with the kind (not the plural) in the details.
     pub fn invalid(resource: &Resource, name: &str, field: &str, problem: &str) -> Self {
-        let mut d = details(resource, name);
+        let mut d = json!({"name": name, "kind": resource.kind});
+        if !resource.group.is_empty() {
+            d["group"] = json!(resource.group);
+        }
         d["causes"] = json!([{"reason": "FieldValueInvalid", "message": format!("Invalid value: {problem}"), "field": field}]);
+        let kind = if resource.group.is_empty() {
+            resource.kind.to_string()
+        } else {
+            format!("{}.{}", resource.kind, resource.group)
+        };
         ApiError {
             code: 422,
             reason: "Invalid",
-            message: format!(
-                "{} \"{}\" is invalid: {}: Invalid value: {}",
-                resource.kind, name, field, problem
-            ),
+            message: format!("{kind} \"{name}\" is invalid: {field}: Invalid value: {problem}"),
             details: Some(d),
+            retry_after: None,
+        }
+    }
+
+    /// What kube-apiserver answers to an apply patch without `fieldManager`.
+    pub fn apply_without_field_manager() -> Self {
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+            details: Some(json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]})),
             retry_after: None,
         }
     }

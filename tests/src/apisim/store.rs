@@ -356,8 +356,25 @@ impl Store {
         }
         let mut new = match subresource {
             Some("status") => {
+                // As kube-apiserver's status strategies: spec and ownerReferences stay, status
+                // is taken, and so are annotations, and labels except on apps objects (whose
+                // status strategies keep the old labels).
                 let mut merged = old.clone();
                 merged["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+                let mut taken = vec!["annotations"];
+                if resource.group != "apps" {
+                    taken.push("labels");
+                }
+                for field in taken {
+                    match object.pointer(&format!("/metadata/{field}")) {
+                        Some(v) => set_meta(&mut merged, field, v.clone()),
+                        None => {
+                            if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                                m.remove(field);
+                            }
+                        }
+                    }
+                }
                 merged
             }
             _ => {
@@ -394,7 +411,17 @@ impl Store {
                 }
             }
         }
-        if resource.tracks_generation && old.get("spec") != new.get("spec") {
+        if subresource == Some("status") {
+            validate_status(&resource, &key.1, &new)?;
+        }
+        // Spec changes move the generation; on Deployments annotation changes do too (they are
+        // copied to the ReplicaSets), but never through the status subresource.
+        let annotations_moved = resource.kind == "Deployment"
+            && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
+        if resource.tracks_generation
+            && subresource != Some("status")
+            && (old.get("spec") != new.get("spec") || annotations_moved)
+        {
             let generation = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
@@ -853,4 +880,21 @@ impl Default for Store {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The status rules kube-apiserver checks that the project's tests can run into.
+fn validate_status(resource: &Resource, name: &str, object: &Value) -> Result<(), ApiError> {
+    if resource.group == "apps" {
+        let count = |field: &str| object.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
+        let (replicas, ready) = (count("replicas"), count("readyReplicas"));
+        if ready > replicas {
+            return Err(ApiError::invalid(
+                resource,
+                name,
+                "status.readyReplicas",
+                &format!("{ready}: cannot be greater than status.replicas"),
+            ));
+        }
+    }
+    Ok(())
 }

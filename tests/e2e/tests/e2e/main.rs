@@ -7,5 +7,6 @@
 mod collector;
 mod descheduler;
 mod extender;
+mod fidelity;
 mod manifests;
 mod rbac;
