@@ -18,14 +18,13 @@ use std::time::Duration;
 use anyhow::Context;
 use realload_common::cli::{load_policy, load_snapshot};
 use realload_common::policy::Policy;
-use realload_common::reading::Quality;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::cli::ServeArgs;
-use crate::metrics::{MetricQuality, Metrics, ResultLabel};
+use crate::metrics::{Metrics, ResultLabel};
 use crate::reload::spawn_file_reload;
 use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
 use crate::state::{Clock, State};
@@ -132,39 +131,6 @@ pub fn spawn_policy_reload(
     })
 }
 
-/// Refreshes the gauges (nodes by reading quality, ledger size), prunes the ledger and
-/// re-judges nodes whose cached judgement expired.
-pub fn housekeeping(state: &State) {
-    let ledger = state.housekeep();
-    state
-        .metrics
-        .ledger_pods
-        .set(i64::try_from(ledger).unwrap_or(i64::MAX));
-    let generation = state.generation();
-    let policy = &generation.policy;
-    let now = state.clock.now();
-    let mut counts = std::collections::HashMap::<(usize, Quality), i64>::new();
-    for entry in generation.nodes.values() {
-        for (i, (spec, r)) in policy.metrics.iter().zip(&entry.view.readings).enumerate() {
-            *counts
-                .entry((i, r.classify(now, spec.max_age, spec.floor).quality()))
-                .or_default() += 1;
-        }
-    }
-    for (i, spec) in policy.metrics.iter().enumerate() {
-        for q in Quality::ALL {
-            state
-                .metrics
-                .nodes_by_quality
-                .get_or_create(&MetricQuality {
-                    metric: spec.name.clone(),
-                    quality: q.as_str().into(),
-                })
-                .set(counts.get(&(i, q)).copied().unwrap_or(0));
-        }
-    }
-}
-
 /// Housekeeping every 5 s, and at once whenever the index (re)syncs, so the gauges never show
 /// an empty cluster after start.
 fn spawn_housekeeping(state: Arc<State>, shutdown: CancellationToken) -> JoinHandle<()> {
@@ -182,7 +148,7 @@ fn spawn_housekeeping(state: Arc<State>, shutdown: CancellationToken) -> JoinHan
                         }
                     }
                 }
-                housekeeping(&state);
+                state.housekeep();
             }
         }
         .instrument(info_span!("housekeeping")),

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use realload_common::objects::pod_requests;
 use realload_common::policy::Policy;
+use realload_common::reading::Quality;
 use realload_common::runtime::Readiness;
 
 pub use crate::index::Clock;
 use crate::index::{Generation, Index};
 use crate::memory::{PodMemory, RecentDecisions};
-use crate::metrics::Metrics;
+use crate::metrics::{MetricQuality, Metrics};
 
 pub struct State {
     pub index: Index,
@@ -67,6 +68,10 @@ impl State {
     }
 
     fn update_readiness(&self) {
+        // The gauges describe the index before anyone is told it is ready.
+        if self.synced() && !self.readiness.is_ready() {
+            self.housekeep();
+        }
         let ready = self.synced()
             && !self.draining.load(Ordering::SeqCst)
             && !self.broken.load(Ordering::SeqCst);
@@ -167,10 +172,36 @@ impl State {
         self.update_readiness();
     }
 
-    /// Prunes the ledger, refreshes expired judgements and forgets old in-flight pods. Returns
-    /// the ledger size.
+    /// Prunes the ledger, refreshes expired judgements, forgets old in-flight pods and sets the
+    /// gauges (nodes by metric and reading quality, ledger size). Returns the ledger size.
     pub fn housekeep(&self) -> usize {
         self.memory.expire();
-        self.index.housekeep()
+        let ledger = self.index.housekeep();
+        self.metrics
+            .ledger_pods
+            .set(i64::try_from(ledger).unwrap_or(i64::MAX));
+        let generation = self.generation();
+        let policy = &generation.policy;
+        let now = self.clock.now();
+        let mut counts = std::collections::HashMap::<(usize, Quality), i64>::new();
+        for entry in generation.nodes.values() {
+            for (i, (spec, r)) in policy.metrics.iter().zip(&entry.view.readings).enumerate() {
+                *counts
+                    .entry((i, r.classify(now, spec.max_age, spec.floor).quality()))
+                    .or_default() += 1;
+            }
+        }
+        for (i, spec) in policy.metrics.iter().enumerate() {
+            for q in Quality::ALL {
+                self.metrics
+                    .nodes_by_quality
+                    .get_or_create(&MetricQuality {
+                        metric: spec.name.clone(),
+                        quality: q.as_str().into(),
+                    })
+                    .set(counts.get(&(i, q)).copied().unwrap_or(0));
+            }
+        }
+        ledger
     }
 }

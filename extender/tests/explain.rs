@@ -177,10 +177,19 @@ async fn explains_against_a_live_cluster_through_the_watches() {
         live["nodes"], snapshot["nodes"],
         "live and snapshot views agree"
     );
+    // read through the extender's own watchers: their initial lists, the pods filtered to the
+    // bound ones (explain stops them once they have listed)
+    let requests = sim.requests();
+    assert!(requests.iter().any(|r| r.path == "/api/v1/nodes"));
     assert!(
-        sim.requests()
+        requests
             .iter()
-            .any(|r| r.watch && r.path == "/api/v1/nodes")
+            .any(|r| r.path == "/api/v1/pods" && r.query.contains("fieldSelector")),
+        "{:?}",
+        requests
+            .iter()
+            .map(|r| (&r.path, &r.query))
+            .collect::<Vec<_>>()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

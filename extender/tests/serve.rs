@@ -172,6 +172,12 @@ async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let ext = spawn(&["--path-prefix", "/scheduler"], Some(&kubeconfig));
     wait_ready(&ext, 200).await;
+    // the gauges describe the cluster as soon as the extender is ready, not a cycle later
+    let (_, metrics) = http(ext.admin, "GET", "/metrics", "").await.unwrap();
+    assert!(
+        metrics.contains("realload_extender_nodes{metric=\"cpu-avg-5m\",quality=\"valid\"} 2"),
+        "{metrics}"
+    );
 
     let (status, body) = http(
         ext.port,

@@ -6,10 +6,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{
-    Api, DeleteParams, EvictParams, ListParams, WatchEvent,
-    WatchParams,
-};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use realload_tests::apisim::conformance::{self, Backend};
 use realload_tests::apisim::{ApiSim, Fault, resources};
@@ -42,7 +39,6 @@ fn api_error(e: kube::Error) -> kube::core::Status {
         other => panic!("expected an API error, got {other:?}"),
     }
 }
-
 
 #[tokio::test]
 async fn discovery_finds_every_served_resource() {
@@ -346,4 +342,3 @@ async fn seeds_from_the_example_snapshot() {
     let cms: Api<ConfigMap> = Api::namespaced(sim.client(), "realload-system");
     assert!(cms.get("realload-whitelist").await.is_ok());
 }
-

@@ -480,7 +480,7 @@ async fn metrics_count_requests_rejections_and_qualities() {
     );
     let r = app(state.clone());
     post(&r, "/scheduler/filter", cache_body(&["hot", "cool", "new"])).await;
-    crate::serve::housekeeping(&state);
+    state.housekeep();
     let (_, m) = get(&r, "/metrics").await;
     assert!(
         m.contains("realload_extender_requests_total{verb=\"filter\",outcome=\"ok\"} 1"),

@@ -78,7 +78,10 @@ impl Backend {
             let namespaces: Api<Namespace> = Api::all(self.client());
             let ns: Namespace =
                 serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-            namespaces.create(&PostParams::default(), &ns).await.unwrap();
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap();
             let sas: Api<ServiceAccount> = Api::namespaced(self.client(), &name);
             let sa: ServiceAccount =
                 serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
@@ -141,9 +144,13 @@ impl Backend {
         let generation = pdbs.get(name).await.unwrap().metadata.generation;
         let mut status = status;
         status["observedGeneration"] = json!(generation);
-        pdbs.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
-            .await
-            .unwrap();
+        pdbs.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await
+        .unwrap();
     }
 
     /// Completes a terminating pod, as its kubelet would.
@@ -281,7 +288,10 @@ pub async fn list_pagination_selectors_and_resource_version(b: &Backend) {
     assert!(web_page.metadata.continue_.is_some_and(|c| !c.is_empty()));
     assert_eq!(web_page.metadata.remaining_item_count, None);
     let not_hot = pods
-        .list(&ListParams::default().fields(&format!("spec.nodeName!={hot},metadata.namespace={shop}")))
+        .list(
+            &ListParams::default()
+                .fields(&format!("spec.nodeName!={hot},metadata.namespace={shop}")),
+        )
         .await
         .unwrap();
     assert_eq!(not_hot.items.len(), 20);
@@ -426,7 +436,11 @@ pub async fn generation_moves_with_spec_only(b: &Backend) {
     let pp = PatchParams::default();
     let generation = || async { deployments.get("web").await.unwrap().metadata.generation };
     deployments
-        .patch("web", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})))
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(generation().await, Some(1), "labels are not spec");
@@ -437,7 +451,11 @@ pub async fn generation_moves_with_spec_only(b: &Backend) {
     assert_eq!(generation().await, Some(2));
     // a Deployment's annotations are copied to its ReplicaSets: changing them is a new generation
     deployments
-        .patch("web", &pp, &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})))
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(generation().await, Some(3));
@@ -454,12 +472,20 @@ pub async fn generation_moves_with_spec_only(b: &Backend) {
     let d = deployments.get("web").await.unwrap();
     assert_eq!(d.metadata.generation, Some(3));
     assert_eq!(d.metadata.labels.unwrap()["a"], "b");
-    assert_eq!(d.spec.unwrap().replicas, Some(3), "status writes ignore spec");
+    assert_eq!(
+        d.spec.unwrap().replicas,
+        Some(3),
+        "status writes ignore spec"
+    );
     assert_eq!(d.status.unwrap().ready_replicas, Some(3));
     // a status that breaks the object's rules is refused
     let e = api_error(
         deployments
-            .patch_status("web", &pp, &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 2}})))
+            .patch_status(
+                "web",
+                &pp,
+                &Patch::Merge(json!({"status": {"replicas": 1, "readyReplicas": 2}})),
+            )
             .await
             .unwrap_err(),
     );
@@ -635,7 +661,11 @@ pub async fn patches_merge_json_and_server_side_apply(b: &Backend) {
     // a merge patch on a missing object is 404
     let e = api_error(
         nodes
-            .patch(&b.name("absent"), &PatchParams::default(), &Patch::Merge(json!({})))
+            .patch(
+                &b.name("absent"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({})),
+            )
             .await
             .unwrap_err(),
     );
@@ -691,7 +721,10 @@ pub async fn watch_streams_resumes_and_expires(b: &Backend) {
         )
         .await
         .unwrap();
-    let seen = [next_change(&mut stream).await, next_change(&mut stream).await];
+    let seen = [
+        next_change(&mut stream).await,
+        next_change(&mut stream).await,
+    ];
     assert_eq!(seen, [format!("ADDED {bn}"), format!("MODIFIED {a}")]);
 
     // resuming from the list's version replays what happened since
@@ -735,14 +768,25 @@ pub async fn watch_streams_resumes_and_expires(b: &Backend) {
         .unwrap()
         .boxed();
     nodes
-        .patch(&a, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "z"}}})))
+        .patch(
+            &a,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "z"}}})),
+        )
         .await
         .unwrap();
     nodes
-        .patch(&bn, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .patch(
+            &bn,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
         .await
         .unwrap();
-    let transitions = [next_change(&mut filtered).await, next_change(&mut filtered).await];
+    let transitions = [
+        next_change(&mut filtered).await,
+        next_change(&mut filtered).await,
+    ];
     assert_eq!(transitions, [format!("DELETED {a}"), format!("ADDED {bn}")]);
     for n in [&a, &bn] {
         nodes.delete(n, &DeleteParams::default()).await.unwrap();
@@ -761,32 +805,32 @@ pub async fn streaming_lists_end_with_a_bookmark_and_watches_time_out(b: &Backen
     // simulator here: kube-apiserver serves it only with etcd >= 3.4.31's watch progress
     // requests (the bundled etcd 3.4 answers 500), and realload lists, then watches.
     if b.sim_only().is_some() {
-    let mut stream = nodes
-        .watch(
-            &WatchParams::streaming_lists().labels(&selector).timeout(5),
-            "0",
-        )
-        .await
-        .unwrap()
-        .boxed();
-    let mut added = 0;
-    loop {
-        match stream.try_next().await.unwrap().unwrap() {
-            WatchEvent::Added(_) => added += 1,
-            WatchEvent::Bookmark(bm) => {
-                assert_eq!(
-                    bm.metadata
-                        .annotations
-                        .get("k8s.io/initial-events-end")
-                        .map(String::as_str),
-                    Some("true")
-                );
-                break;
+        let mut stream = nodes
+            .watch(
+                &WatchParams::streaming_lists().labels(&selector).timeout(5),
+                "0",
+            )
+            .await
+            .unwrap()
+            .boxed();
+        let mut added = 0;
+        loop {
+            match stream.try_next().await.unwrap().unwrap() {
+                WatchEvent::Added(_) => added += 1,
+                WatchEvent::Bookmark(bm) => {
+                    assert_eq!(
+                        bm.metadata
+                            .annotations
+                            .get("k8s.io/initial-events-end")
+                            .map(String::as_str),
+                        Some("true")
+                    );
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
         }
-    }
-    assert_eq!(added, 2);
+        assert_eq!(added, 2);
     }
 
     // timeoutSeconds ends the stream on the server side
@@ -814,7 +858,10 @@ pub async fn streaming_lists_end_with_a_bookmark_and_watches_time_out(b: &Backen
     .await;
     assert!(ended.is_ok(), "the watch did not end after its timeout");
     for n in ["a", "b"] {
-        nodes.delete(&b.name(n), &DeleteParams::default()).await.unwrap();
+        nodes
+            .delete(&b.name(n), &DeleteParams::default())
+            .await
+            .unwrap();
     }
 }
 
@@ -827,8 +874,14 @@ pub async fn eviction_honours_pod_disruption_budgets(b: &Backend) {
     let ns = b.namespace("evict").await;
     let (n1, n2) = (b.name("n1"), b.name("n2"));
     for i in 0..3 {
-        b.create(pod(&ns, &format!("web-{i}"), Some(&n1), json!({"app": "web"}), true))
-            .await;
+        b.create(pod(
+            &ns,
+            &format!("web-{i}"),
+            Some(&n1),
+            json!({"app": "web"}),
+            true,
+        ))
+        .await;
     }
     b.create(pdb(
         &ns,
@@ -856,7 +909,8 @@ pub async fn eviction_honours_pod_disruption_budgets(b: &Backend) {
     assert_eq!(st.disruptions_allowed, 0);
     assert!(st.disrupted_pods.unwrap().contains_key("web-0"));
     // the disruption controller counts the terminating pod out
-    b.budget_status(&ns, "web", json!({"currentHealthy": 2})).await;
+    b.budget_status(&ns, "web", json!({"currentHealthy": 2}))
+        .await;
 
     // the exact 429 the API server sends
     let (code, body) = raw(
@@ -882,7 +936,14 @@ pub async fn eviction_honours_pod_disruption_budgets(b: &Backend) {
             .unwrap_err(),
     );
     assert_eq!(e.code, 429);
-    assert!(pods.get("web-1").await.unwrap().metadata.deletion_timestamp.is_none());
+    assert!(
+        pods.get("web-1")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
 
     let e = api_error(
         pods.evict("ghost", &EvictParams::default())
@@ -935,7 +996,11 @@ pub async fn binding_sets_the_node_once(b: &Backend) {
         binding.clone(),
     )
     .await;
-    assert_eq!((code, body["status"].as_str()), (201, Some("Success")), "{body}");
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (201, Some("Success")),
+        "{body}"
+    );
     let p = pods.get("p").await.unwrap();
     assert_eq!(p.spec.unwrap().node_name.as_deref(), Some(n1.as_str()));
     let scheduled = p
@@ -968,14 +1033,20 @@ pub async fn binding_sets_the_node_once(b: &Backend) {
 pub async fn graceful_deletion_and_finalizers(b: &Backend) {
     let ns = b.namespace("delete").await;
     let n1 = b.name("n1");
-    b.create(pod(&ns, "bound", Some(&n1), json!({}), true)).await;
+    b.create(pod(&ns, "bound", Some(&n1), json!({}), true))
+        .await;
     b.create(pod(&ns, "unbound", None, json!({}), true)).await;
     let pods: Api<Pod> = Api::namespaced(b.client(), &ns);
     pods.delete("bound", &DeleteParams::default())
         .await
         .unwrap();
     assert!(
-        pods.get("bound").await.unwrap().metadata.deletion_timestamp.is_some(),
+        pods.get("bound")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some(),
         "a bound pod terminates gracefully"
     );
     pods.delete("unbound", &DeleteParams::default())
@@ -1028,20 +1099,32 @@ pub async fn status_is_its_own_subresource(b: &Backend) {
     .await
     .unwrap();
     assert_eq!(
-        pods.get("p").await.unwrap().status.unwrap().phase.as_deref(),
+        pods.get("p")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
         Some("Pending"),
         "the main resource ignores status"
     );
     pods.patch_status(
         "p",
         &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Running"}, "metadata": {"labels": {"a": "2"}},
-                             "spec": {"nodeName": "elsewhere"}})),
+        &Patch::Merge(
+            json!({"status": {"phase": "Running"}, "metadata": {"labels": {"a": "2"}},
+                             "spec": {"nodeName": "elsewhere"}}),
+        ),
     )
     .await
     .unwrap();
     let now = pods.get("p").await.unwrap();
     assert_eq!(now.status.unwrap().phase.as_deref(), Some("Running"));
-    assert_eq!(now.metadata.labels.unwrap()["a"], "2", "a pod's labels pass");
+    assert_eq!(
+        now.metadata.labels.unwrap()["a"],
+        "2",
+        "a pod's labels pass"
+    );
     assert_eq!(now.spec.unwrap().node_name, None, "spec does not");
 }

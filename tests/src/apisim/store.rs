@@ -369,7 +369,9 @@ impl Store {
                     match object.pointer(&format!("/metadata/{field}")) {
                         Some(v) => set_meta(&mut merged, field, v.clone()),
                         None => {
-                            if let Some(m) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+                            if let Some(m) =
+                                merged.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
                                 m.remove(field);
                             }
                         }
@@ -885,7 +887,12 @@ impl Default for Store {
 /// The status rules kube-apiserver checks that the project's tests can run into.
 fn validate_status(resource: &Resource, name: &str, object: &Value) -> Result<(), ApiError> {
     if resource.group == "apps" {
-        let count = |field: &str| object.pointer(&format!("/status/{field}")).and_then(Value::as_i64).unwrap_or(0);
+        let count = |field: &str| {
+            object
+                .pointer(&format!("/status/{field}"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
         let (replicas, ready) = (count("replicas"), count("readyReplicas"));
         if ready > replicas {
             return Err(ApiError::invalid(
