@@ -39,7 +39,7 @@ pub enum OutputFormat {
     /// A human-readable table.
     #[default]
     Table,
-    /// The JSON documented in DESIGN.md.
+    /// JSON, in the documented shape.
     Json,
 }
 

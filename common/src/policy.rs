@@ -1,4 +1,4 @@
-//! The policy file that drives all three parts (DESIGN.md, "Policy file").
+//! The policy file that drives all three parts (docs/configuration.md, "Policy file").
 //!
 //! Two layers: [`PolicyFile`] is the YAML as written (every field optional, unknown fields are
 //! errors), and [`Policy`] is the validated, typed form the code uses. [`Policy::from_yaml`] goes
@@ -23,7 +23,7 @@ pub const KIND: &str = "Policy";
 /// Annotation prefix of the keys the collector owns.
 pub const ANNOTATION_PREFIX: &str = "realload.io/";
 
-/// The metric the descheduler requires on a destination node (DESIGN.md, descheduler rules).
+/// The metric the descheduler requires on a destination node.
 pub const DESTINATION_METRIC: &str = "cpu-avg-5m";
 
 /// The default policy as a file; `deploy/` ships the same text for the policy ConfigMap.

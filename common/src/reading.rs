@@ -1,5 +1,5 @@
 //! Node load readings: the annotation codec and the reading-quality classification that every part
-//! shares (DESIGN.md, "Annotations" and "Reading quality").
+//! shares (docs/configuration.md, "Annotations and reading quality").
 //!
 //! A reading is parsed once, when the Node is seen ([`RawReading::from_annotation`]), and classified
 //! against the clock when it is used ([`RawReading::classify`]), because staleness moves with time
@@ -169,7 +169,7 @@ impl RawReading {
     }
 }
 
-/// The quality classes of DESIGN.md. Only `Valid` readings drive decisions.
+/// The reading-quality classes. Only `Valid` readings drive decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Quality {

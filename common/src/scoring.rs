@@ -1,4 +1,5 @@
-//! The decisions, as pure functions (DESIGN.md, "Reading quality", "Hot-spot accounting", "Score").
+//! The decisions, as pure functions: reading quality, the hot-spot estimate, the filter, the score
+//! and the circuit breaker (docs/architecture.md, "Data flow and time").
 //!
 //! `assess_node` turns a node's parsed readings, the pods bound to it since its newest valid
 //! reading, and the clock into a [`NodeAssessment`]; `filter_verdict`, `score` and `decide` judge a

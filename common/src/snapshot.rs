@@ -1,6 +1,6 @@
 //! Snapshot mode's input: a Kubernetes `List` exactly as
 //! `kubectl get nodes,pods,replicasets,deployments,statefulsets,configmaps,poddisruptionbudgets -A -o json|yaml`
-//! prints it, loaded into typed objects (DESIGN.md, "Snapshot mode").
+//! prints it, loaded into typed objects (the README's "Snapshot mode").
 //!
 //! JSON items are kept as raw slices until their kind is known, so each is parsed once, straight
 //! into its k8s-openapi type; an error names the item's index, kind, name and the failing field.

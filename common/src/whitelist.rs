@@ -1,4 +1,4 @@
-//! The operators' whitelist ConfigMap (DESIGN.md, "Whitelist ConfigMap").
+//! The operators' whitelist ConfigMap (docs/configuration.md, "Whitelist ConfigMap").
 //!
 //! Data keys `namespaces`, `apps`, `nodes`; each value a list of names separated by newlines or
 //! commas; `#` starts a comment; `*` is a glob. Anything else is an error that names the key and the

@@ -1,4 +1,5 @@
-//! The eviction plan, as a pure function of the cluster state (DESIGN.md, "Descheduler rules").
+//! The eviction plan, as a pure function of the cluster state (the rules the README lists under
+//! "The descheduler").
 
 use std::collections::{BTreeMap, HashMap};
 
