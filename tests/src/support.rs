@@ -64,6 +64,79 @@ pub fn require_program(binary: &str, package: &str) -> std::path::PathBuf {
     panic!("{binary} is not installed: run tests/run.sh, or apt-get install -y {package}");
 }
 
+/// A CA, a serving certificate for `127.0.0.1`/`localhost` and a client certificate (CN
+/// `kube-scheduler`), as PEM.
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert: String,
+    pub server_key: String,
+    pub client_cert: String,
+    pub client_key: String,
+}
+
+impl Pki {
+    pub fn generate() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().expect("a server key");
+        let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("server parameters")
+            .signed_by(&server_key, &issuer)
+            .expect("a server certificate");
+        let client_key = KeyPair::generate().expect("a client key");
+        let client = CertificateParams::new(vec!["kube-scheduler".to_string()])
+            .expect("client parameters")
+            .signed_by(&client_key, &issuer)
+            .expect("a client certificate");
+        Pki {
+            ca_pem: ca.pem(),
+            server_cert: server.pem(),
+            server_key: server_key.serialize_pem(),
+            client_cert: client.pem(),
+            client_key: client_key.serialize_pem(),
+        }
+    }
+
+    /// Writes `ca.crt`, `tls.crt`, `tls.key`, `client.crt` and `client.key` into `dir`.
+    pub fn write(&self, dir: &std::path::Path) {
+        std::fs::create_dir_all(dir).expect("create the PKI directory");
+        for (name, text) in [
+            ("ca.crt", &self.ca_pem),
+            ("tls.crt", &self.server_cert),
+            ("tls.key", &self.server_key),
+            ("client.crt", &self.client_cert),
+            ("client.key", &self.client_key),
+        ] {
+            std::fs::write(dir.join(name), text).expect("write a PEM file");
+        }
+    }
+}
+
+/// A Prometheus HTTP API that answers every instant query with the same samples: (`instance`
+/// label, sample time in seconds, value as Prometheus writes it). Returns its port.
+pub async fn scripted_prometheus(samples: Vec<(String, f64, String)>) -> u16 {
+    use axum::routing::get;
+    let body = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result":
+        samples.iter().map(|(instance, at, value)| serde_json::json!({"metric": {"instance": instance}, "value": [at, value]})).collect::<Vec<_>>()}});
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        get(move || {
+            let body = body.clone();
+            async move { axum::Json(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
 /// Real Prometheus and node-exporter (Debian packages), started on free loopback ports.
 pub mod monitoring {
     use std::path::Path;

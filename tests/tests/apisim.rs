@@ -8,22 +8,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use realload_tests::apisim::conformance::{self, Backend};
+use realload_tests::apisim::conformance::{self, Backend, pod};
 use realload_tests::apisim::{ApiSim, Fault, resources};
 use serde_json::{Value, json};
-
-fn pod(ns: &str, name: &str, node: Option<&str>, labels: Value, ready: bool) -> Value {
-    let mut spec = json!({"containers": [{"name": "c", "image": "nginx"}]});
-    if let Some(n) = node {
-        spec["nodeName"] = json!(n);
-    }
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels},
-        "spec": spec,
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
-    })
-}
 
 fn node(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "status": {"allocatable": {"cpu": "8"}}})

@@ -14,8 +14,7 @@ use realload_e2e::objects::{self, FakeNode, create_node, reading};
 use realload_e2e::procs::{realload_binary, run};
 use realload_e2e::{cluster, unique};
 use realload_tests::support::monitoring::{start_node_exporter, start_prometheus, wait_for_data};
-use realload_tests::support::{KillOnDrop, free_port};
-use serde_json::json;
+use realload_tests::support::{KillOnDrop, free_port, scripted_prometheus};
 
 /// Every metric collected every 5 s (max age 70 s), with a floor an idle machine stays above.
 const FAST_POLICY: &str = "nodeIdentity: {matchBy: [name]}\nmetrics:\n- {name: cpu-avg-5m, period: 5s, floor: 0.000001}\n- {name: cpu-max-1h, period: 5s, floor: 0.000001}\n- {name: mem-avg-5m, period: 5s}\n- {name: cpu-sustained-10m, period: 5s, floor: 0.000001}\n";
@@ -220,24 +219,6 @@ async fn real_prometheus_readings_reach_the_api_with_a_deadband_and_a_lease_hand
     objects::cleanup(&client, &ns, &group).await;
 }
 
-/// A Prometheus that answers every query with fixed samples per `instance`.
-async fn scripted_prometheus(samples: Vec<(String, f64, String)>) -> u16 {
-    use axum::routing::get;
-    let body = json!({"status": "success", "data": {"resultType": "vector", "result":
-        samples.iter().map(|(instance, at, value)| json!({"metric": {"instance": instance}, "value": [at, value]})).collect::<Vec<_>>()}});
-    let app = axum::Router::new().route(
-        "/api/v1/query",
-        get(move || {
-            let body = body.clone();
-            async move { axum::Json(body) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes control plane: tests/run.sh"]
 async fn samples_that_would_not_be_valid_are_never_written_over_good_readings() {
@@ -279,21 +260,24 @@ async fn samples_that_would_not_be_valid_are_never_written_over_good_readings() 
     let before_future = annotations(&client, &name("future")).await;
     let policy = c.dir.join(format!("{group}-policy.yaml"));
     std::fs::write(&policy, "nodeIdentity: {matchBy: [name]}\n").unwrap();
-    let out = run(
-        "realload-extender",
-        &c.kubeconfig,
-        &[
-            "collect",
-            "--once",
-            "--prometheus-url",
-            &format!("http://127.0.0.1:{prometheus}"),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    )
-    .await;
+    let once = || async {
+        run(
+            "realload-extender",
+            &c.kubeconfig,
+            &[
+                "collect",
+                "--once",
+                "--prometheus-url",
+                &format!("http://127.0.0.1:{prometheus}"),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        )
+        .await
+    };
+    let out = once().await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let report = out.json();
     let reason = |node: &str| -> Vec<String> {
@@ -323,21 +307,7 @@ async fn samples_that_would_not_be_valid_are_never_written_over_good_readings() 
         "{good:?}"
     );
     // a second cycle writes nothing again for them (no rewrite loop)
-    let out = run(
-        "realload-extender",
-        &c.kubeconfig,
-        &[
-            "collect",
-            "--once",
-            "--prometheus-url",
-            &format!("http://127.0.0.1:{prometheus}"),
-            "--policy",
-            policy.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    )
-    .await;
+    let out = once().await;
     let report = out.json();
     let patched: Vec<&str> = report["patches"]
         .as_array()

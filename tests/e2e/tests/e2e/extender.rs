@@ -348,44 +348,19 @@ async fn the_bind_overlay_binds_through_the_extender_and_counts_each_pod_at_once
     objects::cleanup(&client, &ns, &group).await;
 }
 
-struct Pki {
+/// The PKI files of a TLS test, in `dir`.
+struct PkiFiles {
     dir: std::path::PathBuf,
 }
 
-/// A CA, a serving certificate for 127.0.0.1 and a client certificate for kube-scheduler.
-fn pki(dir: &std::path::Path) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    std::fs::create_dir_all(dir).unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["kube-scheduler".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &issuer)
-        .unwrap();
-    for (name, text) in [
-        ("ca.crt", ca.pem()),
-        ("tls.crt", server.pem()),
-        ("tls.key", server_key.serialize_pem()),
-        ("client.crt", client.pem()),
-        ("client.key", client_key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    Pki {
+fn pki(dir: &std::path::Path) -> PkiFiles {
+    realload_tests::support::Pki::generate().write(dir);
+    PkiFiles {
         dir: dir.to_path_buf(),
     }
 }
 
-impl Pki {
+impl PkiFiles {
     fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }

@@ -201,22 +201,12 @@ async fn each_component_runs_with_exactly_the_rights_it_is_granted() {
     // The collector: one leader-elected cycle that patches a node, then a SIGTERM release.
     let collector_kc = kubeconfig("realload-collector").await;
     let now = Timestamp::now().as_second();
-    let prometheus = {
-        use axum::routing::get;
-        let body = json!({"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {"instance": node("cool")}, "value": [now, "0.25"]}]}});
-        let app = axum::Router::new().route(
-            "/api/v1/query",
-            get(move || {
-                let b = body.clone();
-                async move { axum::Json(b) }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        port
-    };
+    let prometheus = realload_tests::support::scripted_prometheus(vec![(
+        node("cool"),
+        now as f64,
+        "0.25".into(),
+    )])
+    .await;
     let policy = c.dir.join(format!("{group}-policy.yaml"));
     std::fs::write(&policy, "nodeIdentity: {matchBy: [name]}\n").unwrap();
     let admin = realload_tests::support::free_port();
