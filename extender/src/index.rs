@@ -250,7 +250,7 @@ fn is_bad(policy: &Policy, i: usize, r: &RawReading, t: Timestamp) -> bool {
 /// `t`: a bad value that was bad before keeps its instant; one that replaced a good reading went
 /// bad at `t` (or when that reading went stale, if earlier); one seen for the first time is
 /// dated `t - horizon`, as far back as the ledger remembers.
-fn next_bad_since(
+pub fn next_bad_since(
     policy: &Policy,
     previous: Option<(&[RawReading], &[Option<Timestamp>])>,
     readings: &[RawReading],

@@ -1,0 +1,1025 @@
+//! One run: a scenario through one placement policy, step by step, with the accounting.
+//!
+//! - kube-scheduler: request fit, then NodeResourcesFit (LeastAllocated) and
+//!   NodeResourcesBalancedAllocation (weight 1 each) and PodTopologySpread with its default
+//!   soft constraints (weight 2), ties broken at random; one pod every [`SCHEDULE_GAP_MS`] in a
+//!   burst; new pods tried as they arrive, the backlog every [`BACKLOG_RETRY`] seconds, in order.
+//! - realload: the extender's own functions (`realload-common`'s assessment, judgement and
+//!   breaker; the unknown-node cap with in-flight reservations), fed by the collector's own plan
+//!   (`realload-extender`'s `collect::plan`) every minute, with bindings reaching its pod watch
+//!   [`WATCH_LAG_MS`] after they are made (or at once in bind mode).
+//! - crane: [`crate::crane`].
+//! - descheduling every 10 minutes: realload's own plan (`realload-descheduler`), its workload
+//!   cooldown kept across runs; or an upstream-style LowNodeUtilization pass by requests.
+//! - Pods use nothing until [`STARTUP`] seconds after binding and run for their lifetime from
+//!   then; an evicted pod's replacement is pending at once and is disrupted until it runs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use jiff::Timestamp;
+use realload_common::objects::{NodeView, Requests};
+use realload_common::policy::Policy;
+use realload_common::reading::RawReading;
+use realload_common::scoring::{self, Allocatable, BoundPod, NodeInput};
+use realload_extender::collect::plan::{self as collector, MetricResult, SkipReason};
+use realload_extender::index::{BadSince, next_bad_since};
+use serde::Serialize;
+
+use crate::crane;
+#[cfg(test)]
+use crate::model::Fault;
+use crate::model::{
+    Arrival, BACKLOG_RETRY, DURATION, Rng, SCHEDULE_GAP_MS, STARTUP, STEP, Scenario, WARMUP,
+    WATCH_LAG_MS, arrivals,
+};
+use crate::prom::{Answer, Sample, Series};
+
+/// The placement policies compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PolicyKind {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "default+LowNodeUtilization")]
+    DefaultLnu,
+    #[serde(rename = "crane (model)")]
+    Crane,
+    #[serde(rename = "realload")]
+    Realload,
+    #[serde(rename = "realload (bind)")]
+    RealloadBind,
+    #[serde(rename = "realload+descheduler")]
+    RealloadDescheduler,
+}
+
+impl PolicyKind {
+    pub const ALL: [PolicyKind; 6] = [
+        PolicyKind::Default,
+        PolicyKind::DefaultLnu,
+        PolicyKind::Crane,
+        PolicyKind::Realload,
+        PolicyKind::RealloadBind,
+        PolicyKind::RealloadDescheduler,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Default => "default",
+            PolicyKind::DefaultLnu => "default+LowNodeUtilization",
+            PolicyKind::Crane => "crane (model)",
+            PolicyKind::Realload => "realload",
+            PolicyKind::RealloadBind => "realload (bind)",
+            PolicyKind::RealloadDescheduler => "realload+descheduler",
+        }
+    }
+
+    fn realload(self) -> bool {
+        matches!(
+            self,
+            PolicyKind::Realload | PolicyKind::RealloadBind | PolicyKind::RealloadDescheduler
+        )
+    }
+
+    /// How long a binding takes to reach realload's ledger.
+    fn lag_ms(self) -> i64 {
+        if self == PolicyKind::RealloadBind {
+            0
+        } else {
+            WATCH_LAG_MS
+        }
+    }
+}
+
+/// The outcome metrics, in report order: (name, lower is better).
+pub const METRICS: [(&str, bool); 14] = [
+    ("hot node-minutes", true),
+    ("CPU demand above capacity (core-min)", true),
+    ("CPU work delivered (core-min)", false),
+    ("memory-pressure node-minutes", true),
+    ("pending pod-minutes", true),
+    ("time to schedule p50 (s)", true),
+    ("time to schedule p99 (s)", true),
+    ("faulty-node hot minutes", true),
+    ("faulty-node CPU above capacity (core-min)", true),
+    ("pods placed on faulty nodes", true),
+    ("most pods on one node in a minute", true),
+    ("evictions", true),
+    ("most evictions of one workload", true),
+    ("disrupted pod-minutes", true),
+];
+
+/// Simulated seconds → the timestamps the annotations carry.
+pub fn ts(t: i64) -> Timestamp {
+    Timestamp::from_second(1_763_769_600 + t).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn ts_ms(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(1_763_769_600_000 + ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+#[derive(Debug, Clone)]
+struct Pod {
+    workload: usize,
+    arrived: i64,
+    runs_for: i64,
+    node: Option<usize>,
+    bound_ms: i64,
+    /// Counted in time-to-schedule (a new pod, not a replacement).
+    original: bool,
+    /// Set on a replacement: when its predecessor was evicted or lost.
+    disrupted_since: Option<i64>,
+    /// Tried at least once (then it waits for the backlog's next retry).
+    tried: bool,
+    done: bool,
+}
+
+impl Pod {
+    fn started(&self) -> i64 {
+        self.bound_ms / 1000 + STARTUP
+    }
+
+    fn ends(&self) -> i64 {
+        self.started() + self.runs_for
+    }
+}
+
+/// Everything realload's extender and collector know.
+struct RealloadState {
+    annotations: Vec<BTreeMap<String, String>>,
+    readings: Vec<Vec<RawReading>>,
+    bad_since: Vec<BadSince>,
+    /// (scheduled at, ms; the unknown nodes the filter let the pod onto).
+    in_flight: VecDeque<(i64, Vec<usize>)>,
+    /// Unknown nodes among all, as of the last step (the breaker's fleet condition).
+    fleet_unknown: usize,
+    last_evictions: BTreeMap<realload_descheduler::plan::WorkloadKey, Timestamp>,
+}
+
+/// One run.
+pub struct Sim<'a> {
+    scenario: &'a Scenario,
+    kind: PolicyKind,
+    policy: Policy,
+    pods: Vec<Pod>,
+    queue: VecDeque<usize>,
+    /// Per node: pods bound to it.
+    on_node: Vec<Vec<usize>>,
+    /// Per node: requested CPU (m), memory (MiB).
+    requested: Vec<(u64, u64)>,
+    series: Vec<Series>,
+    realload: RealloadState,
+    annotator: crane::Annotator,
+    /// Bindings per node (second), for crane's hot value.
+    bindings: Vec<Vec<i64>>,
+    rng: Rng,
+    t: i64,
+    metrics: BTreeMap<&'static str, f64>,
+    waits: Vec<f64>,
+    per_minute: HashMap<(usize, i64), usize>,
+    evictions_per_workload: Vec<usize>,
+}
+
+fn readings_of(policy: &Policy, annotations: &BTreeMap<String, String>) -> Vec<RawReading> {
+    realload_common::objects::parse_readings(annotations, policy)
+}
+
+impl<'a> Sim<'a> {
+    pub fn new(scenario: &'a Scenario, kind: PolicyKind, policy: Policy) -> Sim<'a> {
+        let n = scenario.nodes.len();
+        let readings: Vec<Vec<RawReading>> = (0..n)
+            .map(|_| readings_of(&policy, &BTreeMap::new()))
+            .collect();
+        let bad_since = readings
+            .iter()
+            .map(|r| next_bad_since(&policy, None, r, ts(-WARMUP)))
+            .collect();
+        Sim {
+            scenario,
+            kind,
+            pods: Vec::new(),
+            queue: VecDeque::new(),
+            on_node: vec![Vec::new(); n],
+            requested: vec![(0, 0); n],
+            series: vec![Series::default(); n],
+            realload: RealloadState {
+                annotations: vec![BTreeMap::new(); n],
+                readings,
+                bad_since,
+                in_flight: VecDeque::new(),
+                fleet_unknown: 0,
+                last_evictions: BTreeMap::new(),
+            },
+            annotator: crane::Annotator::new(n, -WARMUP),
+            bindings: vec![Vec::new(); n],
+            rng: Rng::new(scenario.seed).fork(100 + kind as u64),
+            t: -WARMUP,
+            metrics: METRICS.iter().map(|(m, _)| (*m, 0.0)).collect(),
+            waits: Vec::new(),
+            per_minute: HashMap::new(),
+            evictions_per_workload: vec![0; scenario.workloads.len()],
+            policy,
+        }
+    }
+
+    fn add(&mut self, metric: &'static str, v: f64) {
+        if self.t >= 0 {
+            *self.metrics.entry(metric).or_default() += v;
+        }
+    }
+
+    fn available(&self, n: usize) -> bool {
+        !self.scenario.down(n, self.t) && !self.scenario.cordoned(n, self.t)
+    }
+
+    fn fits(&self, n: usize, pod: usize) -> bool {
+        let w = &self.scenario.workloads[self.pods[pod].workload];
+        let node = &self.scenario.nodes[n];
+        let (c, m) = self.requested[n];
+        self.available(n)
+            && c + w.cpu_request_m <= node.cpu_m
+            && m + w.mem_request_mi <= node.mem_mi
+            && self.on_node[n].len() < 110
+    }
+
+    fn bind(&mut self, pod: usize, n: usize, at_ms: i64) {
+        let w = &self.scenario.workloads[self.pods[pod].workload];
+        self.requested[n].0 += w.cpu_request_m;
+        self.requested[n].1 += w.mem_request_mi;
+        self.on_node[n].push(pod);
+        self.pods[pod].node = Some(n);
+        self.pods[pod].bound_ms = at_ms;
+        self.bindings[n].push(at_ms / 1000);
+        if self.t > 0 {
+            *self.per_minute.entry((n, self.t / 60)).or_default() += 1;
+        }
+        if self.scenario.reading_fault(n, self.t) {
+            self.add("pods placed on faulty nodes", 1.0);
+        }
+        let p = &self.pods[pod];
+        if p.original && p.arrived >= 0 {
+            self.waits
+                .push((at_ms as f64 / 1000.0 - p.arrived as f64).max(0.0));
+        }
+    }
+
+    /// Takes a pod off its node; with `replace`, its replacement (the rest of its run) is queued.
+    fn release(&mut self, pod: usize, replace: bool) {
+        let Some(n) = self.pods[pod].node else {
+            return;
+        };
+        let w = &self.scenario.workloads[self.pods[pod].workload];
+        self.requested[n].0 -= w.cpu_request_m;
+        self.requested[n].1 -= w.mem_request_mi;
+        self.on_node[n].retain(|p| *p != pod);
+        self.pods[pod].done = true;
+        self.pods[pod].node = None;
+        if replace {
+            let p = &self.pods[pod];
+            let remaining = (p.ends() - self.t).max(60);
+            let replacement = Pod {
+                workload: p.workload,
+                arrived: self.t,
+                runs_for: remaining,
+                node: None,
+                bound_ms: 0,
+                original: false,
+                disrupted_since: Some(self.t),
+                tried: false,
+                done: false,
+            };
+            self.pods.push(replacement);
+            self.queue.push_back(self.pods.len() - 1);
+        }
+    }
+
+    // ---- kube-scheduler ------------------------------------------------------------------
+
+    /// NodeResourcesFit (LeastAllocated) + NodeResourcesBalancedAllocation, 0..100 each.
+    fn resource_scores(&self, n: usize, pod: usize) -> i64 {
+        let w = &self.scenario.workloads[self.pods[pod].workload];
+        let node = &self.scenario.nodes[n];
+        let (c, m) = self.requested[n];
+        let cf = (c + w.cpu_request_m) as f64 / node.cpu_m as f64;
+        let mf = (m + w.mem_request_mi) as f64 / node.mem_mi as f64;
+        let least = ((1.0 - cf) * 100.0 + (1.0 - mf) * 100.0) / 2.0;
+        let balanced = (1.0 - (cf - mf).abs() / 2.0) * 100.0;
+        least as i64 + balanced as i64
+    }
+
+    /// PodTopologySpread with the default soft constraints (hostname maxSkew 3, zone maxSkew
+    /// 5, ScheduleAnyway), weight 2: fewer pods of the same workload in the node's domains
+    /// score higher, normalised to 0..100 over the candidates.
+    fn spread_scores(&self, pod: usize, candidates: &[usize]) -> Vec<i64> {
+        let workload = self.pods[pod].workload;
+        let zones = 3usize;
+        let mut per_zone = vec![0usize; zones];
+        let mut per_node = vec![0usize; self.scenario.nodes.len()];
+        for (n, pods) in self.on_node.iter().enumerate() {
+            let same = pods
+                .iter()
+                .filter(|p| self.pods[**p].workload == workload)
+                .count();
+            per_node[n] = same;
+            per_zone[self.scenario.nodes[n].zone % zones] += same;
+        }
+        let host_weight = (candidates.len() as f64 + 2.0).ln();
+        let zone_weight = (zones as f64 + 2.0).ln();
+        let raw: Vec<f64> = candidates
+            .iter()
+            .map(|&n| {
+                per_node[n] as f64 * host_weight
+                    + per_zone[self.scenario.nodes[n].zone % zones] as f64 * zone_weight
+            })
+            .collect();
+        let max = raw.iter().copied().fold(0.0, f64::max);
+        let min = raw.iter().copied().fold(f64::INFINITY, f64::min);
+        raw.iter()
+            .map(|r| {
+                if max <= 0.0 {
+                    100
+                } else {
+                    (100.0 * (max + min - r) / max) as i64
+                }
+            })
+            .collect()
+    }
+
+    /// realload's answer for the candidates at `now_ms`: per candidate, whether it passes and
+    /// its score; and the unknown nodes it let the pod onto.
+    fn realload_decision(
+        &mut self,
+        candidates: &[usize],
+        now_ms: i64,
+    ) -> (Vec<(bool, i64)>, Vec<usize>) {
+        let lag = self.kind.lag_ms();
+        let now = ts_ms(now_ms);
+        while self
+            .realload
+            .in_flight
+            .front()
+            .is_some_and(|(at, _)| at + lag <= now_ms)
+        {
+            self.realload.in_flight.pop_front();
+        }
+        let judged: Vec<scoring::Judgement> = candidates
+            .iter()
+            .map(|&n| {
+                let node = &self.scenario.nodes[n];
+                let visible: Vec<BoundPod> = self.on_node[n]
+                    .iter()
+                    .map(|p| &self.pods[*p])
+                    .filter(|p| p.bound_ms + lag <= now_ms)
+                    .map(|p| {
+                        let w = &self.scenario.workloads[p.workload];
+                        BoundPod {
+                            bound_at: ts(p.bound_ms / 1000),
+                            cpu_millis: w.cpu_request_m,
+                            memory_bytes: w.mem_request_mi << 20,
+                            pinned: false,
+                        }
+                    })
+                    .collect();
+                let in_flight = self
+                    .realload
+                    .in_flight
+                    .iter()
+                    .filter(|(_, nodes)| nodes.contains(&n))
+                    .count() as u32;
+                let input = NodeInput {
+                    readings: &self.realload.readings[n],
+                    bad_since: &self.realload.bad_since[n],
+                    pods: &visible,
+                    in_flight,
+                    allocatable: Allocatable {
+                        cpu_millis: node.cpu_m,
+                        memory_bytes: node.mem_mi << 20,
+                    },
+                };
+                scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now))
+            })
+            .collect();
+        let unknown = judged.iter().filter(|j| !j.known).count();
+        let fleet = (self.realload.fleet_unknown, self.scenario.nodes.len());
+        let breaker =
+            scoring::breaker_trips_for(&self.policy, (unknown, candidates.len()), Some(fleet));
+        let decision = scoring::decide_judged_with(&self.policy, judged, Some(breaker));
+        let passed_unknown: Vec<usize> = if decision.breaker_tripped {
+            Vec::new()
+        } else {
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| decision.verdicts[*i].passes() && !decision.known[*i])
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        (
+            decision
+                .verdicts
+                .iter()
+                .zip(&decision.scores)
+                .map(|(v, s)| (v.passes(), *s))
+                .collect(),
+            passed_unknown,
+        )
+    }
+
+    /// Places one pod at `now_ms`, or leaves it pending.
+    fn schedule(&mut self, pod: usize, now_ms: i64) -> bool {
+        let candidates: Vec<usize> = (0..self.scenario.nodes.len())
+            .filter(|&n| self.fits(n, pod))
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let spread = self.spread_scores(pod, &candidates);
+        let mut scored: Vec<(usize, i64)> = candidates
+            .iter()
+            .zip(&spread)
+            .map(|(&n, s)| (n, self.resource_scores(n, pod) + 2 * s))
+            .collect();
+        match self.kind {
+            PolicyKind::Default | PolicyKind::DefaultLnu => {}
+            PolicyKind::Crane => {
+                let t = self.t;
+                scored = scored
+                    .into_iter()
+                    .filter(|(n, _)| crane::filter(&self.annotator.nodes[*n], t))
+                    .map(|(n, s)| {
+                        (
+                            n,
+                            s + crane::score(&self.annotator.nodes[n], t) * crane::PLUGIN_WEIGHT,
+                        )
+                    })
+                    .collect();
+            }
+            PolicyKind::Realload | PolicyKind::RealloadBind | PolicyKind::RealloadDescheduler => {
+                let (answers, passed_unknown) = self.realload_decision(&candidates, now_ms);
+                let weight = self.scenario.extender_weight;
+                scored = scored
+                    .into_iter()
+                    .zip(answers)
+                    .filter(|(_, (passes, _))| *passes)
+                    .map(|((n, s), (_, e))| (n, s + e * weight * 10))
+                    .collect();
+                if !passed_unknown.is_empty() && self.kind.lag_ms() > 0 {
+                    self.realload.in_flight.push_back((now_ms, passed_unknown));
+                }
+            }
+        }
+        let Some(best) = scored.iter().map(|(_, s)| *s).max() else {
+            return false;
+        };
+        let tied: Vec<usize> = scored
+            .iter()
+            .filter(|(_, s)| *s == best)
+            .map(|(n, _)| *n)
+            .collect();
+        let chosen = tied[self.rng.below(tied.len() as u64) as usize];
+        self.bind(pod, chosen, now_ms);
+        true
+    }
+
+    // ---- collectors ----------------------------------------------------------------------
+
+    fn answer(&self, n: usize, metric: &str) -> Option<Answer> {
+        let s = &self.series[n];
+        let t = self.t;
+        Some(match metric {
+            "cpu-avg-5m" => s.cpu_avg_5m(t),
+            "cpu-max-1h" => s.cpu_max(t, 3600),
+            "mem-avg-5m" => s.mem_avg_5m(t),
+            "cpu-sustained-10m" => s.cpu_sustained_10m(t),
+            _ => return None,
+        })
+    }
+
+    /// realload's collector: every minute, its own plan over what Prometheus answers.
+    fn collect(&mut self) {
+        if self.t.rem_euclid(60) != 0 {
+            return;
+        }
+        let now = ts(self.t);
+        let mut results = BTreeMap::new();
+        for spec in &self.policy.metrics {
+            let result = if self.scenario.outage(self.t) {
+                MetricResult::Failed(SkipReason::QueryFailed)
+            } else {
+                MetricResult::PerNode(
+                    (0..self.scenario.nodes.len())
+                        .map(|n| {
+                            let v = match self.answer(n, &spec.name) {
+                                None => Err(SkipReason::Unsupported),
+                                Some(Answer::Value(v)) => Ok((v, now)),
+                                Some(Answer::Nan) => Ok((f64::NAN, now)),
+                                Some(Answer::Absent) => Err(SkipReason::Absent),
+                            };
+                            (self.scenario.nodes[n].name.clone(), v)
+                        })
+                        .collect(),
+                )
+            };
+            results.insert(spec.name.clone(), result);
+        }
+        let views: Vec<NodeView> = self
+            .scenario
+            .nodes
+            .iter()
+            .map(|node| NodeView {
+                name: node.name.clone(),
+                uid: None,
+                readings: Vec::new(),
+                allocatable: Allocatable::default(),
+                ready: true,
+                unschedulable: false,
+                taints: Vec::new(),
+                internal_ip: None,
+                hostname: None,
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+            })
+            .collect();
+        let current: HashMap<String, BTreeMap<String, String>> = self
+            .scenario
+            .nodes
+            .iter()
+            .zip(&self.realload.annotations)
+            .map(|(node, a)| (node.name.clone(), a.clone()))
+            .collect();
+        let plan = collector::plan(&self.policy, &views, &current, &results, now);
+        for patch in plan.patches {
+            let Some(n) = self
+                .scenario
+                .nodes
+                .iter()
+                .position(|x| x.name == patch.node)
+            else {
+                continue;
+            };
+            if self
+                .scenario
+                .faults
+                .iter()
+                .any(|f| matches!(f, crate::model::Fault::Stale { .. }) && f.hits(n, self.t))
+            {
+                continue; // the write fails: the old reading stays and goes stale
+            }
+            self.realload.annotations[n].extend(patch.annotations);
+            let readings = readings_of(&self.policy, &self.realload.annotations[n]);
+            self.realload.bad_since[n] = next_bad_since(
+                &self.policy,
+                Some((&self.realload.readings[n], &self.realload.bad_since[n])),
+                &readings,
+                now,
+            );
+            self.realload.readings[n] = readings;
+        }
+    }
+
+    fn crane_annotate(&mut self) {
+        let reachable = !self.scenario.outage(self.t);
+        let scenario = self.scenario;
+        let t = self.t;
+        let bindings = &self.bindings;
+        self.annotator.step(
+            t,
+            &self.series,
+            reachable,
+            |n| {
+                !scenario
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f, crate::model::Fault::Stale { .. }) && f.hits(n, t))
+            },
+            |n, since| bindings[n].iter().filter(|b| **b > since).count() as i64,
+        );
+    }
+
+    fn refresh_fleet(&mut self) {
+        let now = ts(self.t);
+        self.realload.fleet_unknown = (0..self.scenario.nodes.len())
+            .filter(|&n| {
+                scoring::unknown_since(
+                    &self.policy,
+                    &self.realload.readings[n],
+                    &self.realload.bad_since[n],
+                    now,
+                )
+                .is_some()
+            })
+            .count();
+    }
+
+    // ---- descheduling --------------------------------------------------------------------
+
+    fn evict(&mut self, pod: usize) {
+        if self.t >= 0 {
+            self.evictions_per_workload[self.pods[pod].workload] += 1;
+        }
+        self.release(pod, true);
+        self.add("evictions", 1.0);
+    }
+
+    /// realload's descheduler plan, its cooldown kept from run to run.
+    fn realload_deschedule(&mut self) {
+        let now = ts(self.t);
+        let views: Vec<NodeView> = self
+            .scenario
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| NodeView {
+                name: node.name.clone(),
+                uid: None,
+                readings: self.realload.readings[n].clone(),
+                allocatable: Allocatable {
+                    cpu_millis: node.cpu_m,
+                    memory_bytes: node.mem_mi << 20,
+                },
+                ready: !self.scenario.down(n, self.t),
+                unschedulable: self.scenario.cordoned(n, self.t),
+                taints: Vec::new(),
+                internal_ip: None,
+                hostname: None,
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+            })
+            .collect();
+        let hot: Vec<usize> = (0..views.len())
+            .filter(|&n| {
+                realload_descheduler::plan::hot_reading(&self.policy, &views[n], now).is_some()
+            })
+            .collect();
+        if hot.is_empty() {
+            return;
+        }
+        let candidates: Vec<k8s_openapi::api::core::v1::Pod> = hot
+            .iter()
+            .flat_map(|n| self.on_node[*n].iter())
+            .map(|&p| self.pod_object(p))
+            .collect();
+        let node_requests: HashMap<String, Requests> = self
+            .scenario
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| {
+                (
+                    node.name.clone(),
+                    Requests {
+                        cpu_millis: self.requested[n].0,
+                        memory_bytes: self.requested[n].1 << 20,
+                    },
+                )
+            })
+            .collect();
+        let (replica_sets, deployments) = self.owner_objects();
+        let whitelist = realload_common::whitelist::Whitelist::default();
+        let plan = realload_descheduler::plan::plan(&realload_descheduler::plan::Inputs {
+            policy: &self.policy,
+            whitelist: &whitelist,
+            now,
+            nodes: &views,
+            candidates: &candidates,
+            node_requests: &node_requests,
+            replica_sets: &replica_sets,
+            deployments: &deployments,
+            stateful_sets: &[],
+            pdbs: &[],
+            last_evictions: &self.realload.last_evictions,
+        });
+        for e in plan.evictions {
+            if let Some(id) = e
+                .pod
+                .strip_prefix('p')
+                .and_then(|i| i.parse::<usize>().ok())
+                && self.pods.get(id).is_some_and(|p| p.node.is_some())
+            {
+                self.evict(id);
+                self.realload.last_evictions.insert(e.workload_key, now);
+            }
+        }
+    }
+
+    fn pod_object(&self, id: usize) -> k8s_openapi::api::core::v1::Pod {
+        let p = &self.pods[id];
+        let w = &self.scenario.workloads[p.workload];
+        let node = p.node.map(|n| self.scenario.nodes[n].name.clone());
+        let started = ts(p.started()).to_string();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("p{id}"), "namespace": "sim", "uid": format!("p{id}"),
+                         "labels": {"app": w.name},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{}-rs", w.name), "uid": "u", "controller": true}]},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {
+                "cpu": format!("{}m", w.cpu_request_m), "memory": format!("{}Mi", w.mem_request_mi)}}}]},
+            "status": {"phase": if self.t >= p.started() { "Running" } else { "Pending" }, "startTime": started,
+                       "conditions": [{"type": "Ready", "status": if self.t >= p.started() { "True" } else { "False" }}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    fn owner_objects(
+        &self,
+    ) -> (
+        Vec<k8s_openapi::api::apps::v1::ReplicaSet>,
+        Vec<k8s_openapi::api::apps::v1::Deployment>,
+    ) {
+        let mut ready = vec![0usize; self.scenario.workloads.len()];
+        for p in self
+            .pods
+            .iter()
+            .filter(|p| p.node.is_some() && self.t >= p.started())
+        {
+            ready[p.workload] += 1;
+        }
+        self.scenario
+            .workloads
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let rs = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{}-rs", w.name), "namespace": "sim",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": w.name, "uid": "d", "controller": true}]}}))
+                .unwrap_or_default();
+                let dep = serde_json::from_value(serde_json::json!({"metadata": {"name": w.name, "namespace": "sim"},
+                    "status": {"readyReplicas": ready[i], "replicas": ready[i]}}))
+                .unwrap_or_default();
+                (rs, dep)
+            })
+            .unzip()
+    }
+
+    /// The upstream descheduler's LowNodeUtilization, by requests (thresholds 20%, target 50%,
+    /// as in its documented example): when some node is under every threshold, pods are evicted
+    /// from nodes over any target until they are under it, or the room on the underutilised
+    /// nodes is used up.
+    fn low_node_utilization(&mut self) {
+        let (low, target) = (0.20, 0.50);
+        let usage = |s: &Sim<'_>, n: usize| {
+            let node = &s.scenario.nodes[n];
+            let (c, m) = s.requested[n];
+            (
+                c as f64 / node.cpu_m as f64,
+                m as f64 / node.mem_mi as f64,
+                s.on_node[n].len() as f64 / 110.0,
+            )
+        };
+        let nodes: Vec<usize> = (0..self.scenario.nodes.len())
+            .filter(|&n| self.available(n))
+            .collect();
+        let under: Vec<usize> = nodes
+            .iter()
+            .copied()
+            .filter(|&n| {
+                let (c, m, p) = usage(self, n);
+                c < low && m < low && p < low
+            })
+            .collect();
+        if under.is_empty() {
+            return;
+        }
+        let mut room: f64 = under
+            .iter()
+            .map(|&n| (target - usage(self, n).0) * self.scenario.nodes[n].cpu_m as f64)
+            .sum();
+        let mut over: Vec<(usize, f64)> = nodes
+            .iter()
+            .copied()
+            .filter_map(|n| {
+                let (c, m, p) = usage(self, n);
+                (c > target || m > target || p > target).then_some((n, c))
+            })
+            .collect();
+        over.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (n, _) in over {
+            let pods: Vec<usize> = self.on_node[n].clone();
+            for p in pods {
+                let (c, m, pc) = usage(self, n);
+                if (c <= target && m <= target && pc <= target) || room <= 0.0 {
+                    break;
+                }
+                room -= self.scenario.workloads[self.pods[p].workload].cpu_request_m as f64;
+                self.evict(p);
+            }
+        }
+    }
+
+    // ---- the loop ------------------------------------------------------------------------
+
+    fn arrive(&mut self, a: &Arrival) {
+        self.pods.push(Pod {
+            workload: a.workload,
+            arrived: a.at,
+            runs_for: a.runs_for,
+            node: None,
+            bound_ms: 0,
+            original: true,
+            disrupted_since: None,
+            tried: false,
+            done: false,
+        });
+        self.queue.push_back(self.pods.len() - 1);
+    }
+
+    fn node_events(&mut self) {
+        for n in 0..self.scenario.nodes.len() {
+            let lost = self.scenario.down(n, self.t) || self.scenario.cordoned(n, self.t);
+            if lost && !self.on_node[n].is_empty() {
+                for p in self.on_node[n].clone() {
+                    self.release(p, true);
+                }
+            }
+        }
+    }
+
+    fn run_queue(&mut self) {
+        let retry_tick = self.t.rem_euclid(BACKLOG_RETRY) == 0;
+        let mut k = 0;
+        let mut still = VecDeque::with_capacity(self.queue.len());
+        while let Some(id) = self.queue.pop_front() {
+            if self.pods[id].done {
+                continue;
+            }
+            // new pods are tried as they come; the backlog waits for its retry, in order
+            if self.pods[id].tried && !retry_tick {
+                still.push_back(id);
+                continue;
+            }
+            let now_ms = self.t * 1000 + k * SCHEDULE_GAP_MS;
+            k += 1;
+            if !self.schedule(id, now_ms) {
+                self.pods[id].tried = true;
+                still.push_back(id);
+            }
+        }
+        self.queue = still;
+    }
+
+    fn account(&mut self) {
+        let t = self.t;
+        let s = self.scenario;
+        let minutes = STEP as f64 / 60.0;
+        for n in 0..s.nodes.len() {
+            let node = &s.nodes[n];
+            let (mut cpu, mut mem) = (0.0, 0.0);
+            for p in &self.on_node[n] {
+                let pod = &self.pods[*p];
+                if t >= pod.started() {
+                    let w = &s.workloads[pod.workload];
+                    cpu += w.cpu_m(t, s.cycle_phase);
+                    mem += w.mem_mi(t, s.cycle_phase);
+                }
+            }
+            let cap = node.cpu_m as f64;
+            let over = (cpu - cap).max(0.0) / 1000.0 * minutes;
+            let hot = cpu / cap >= 0.9;
+            self.add(
+                "CPU work delivered (core-min)",
+                cpu.min(cap) / 1000.0 * minutes,
+            );
+            self.add("CPU demand above capacity (core-min)", over);
+            if hot {
+                self.add("hot node-minutes", minutes);
+            }
+            if mem / node.mem_mi as f64 > 0.95 {
+                self.add("memory-pressure node-minutes", minutes);
+            }
+            if s.reading_fault(n, t) {
+                if hot {
+                    self.add("faulty-node hot minutes", minutes);
+                }
+                self.add("faulty-node CPU above capacity (core-min)", over);
+            }
+            // what the exporter reports: utilisation as busy time, faults applied
+            let util = (cpu / cap).min(1.0);
+            let mem_util = (mem / node.mem_mi as f64).min(1.0);
+            let gone = s.down(n, t)
+                || s.faults
+                    .iter()
+                    .any(|f| matches!(f, crate::model::Fault::Missing { .. }) && f.hits(n, t));
+            let zero = s
+                .faults
+                .iter()
+                .any(|f| matches!(f, crate::model::Fault::Zero { .. }) && f.hits(n, t));
+            let nan = s
+                .faults
+                .iter()
+                .any(|f| matches!(f, crate::model::Fault::Nan { .. }) && f.hits(n, t));
+            let (c, m) = if gone {
+                (None, None)
+            } else if zero {
+                (Some(Sample::Value(0.0)), Some(Sample::Value(0.0)))
+            } else if nan {
+                (Some(Sample::Nan), Some(Sample::Value(mem_util)))
+            } else {
+                (Some(Sample::Value(util)), Some(Sample::Value(mem_util)))
+            };
+            self.series[n].push(t, c, m);
+        }
+        let pending = self
+            .queue
+            .iter()
+            .filter(|id| !self.pods[**id].done && self.pods[**id].arrived <= t)
+            .count();
+        self.add("pending pod-minutes", pending as f64 * minutes);
+        // a disrupted replacement counts until it runs
+        let disrupted = self
+            .pods
+            .iter()
+            .filter(|p| {
+                !p.done && p.disrupted_since.is_some() && (p.node.is_none() || t < p.started())
+            })
+            .count();
+        self.add("disrupted pod-minutes", disrupted as f64 * minutes);
+    }
+
+    /// Runs the scenario to its end; the metrics by name.
+    pub fn run(mut self) -> BTreeMap<&'static str, f64> {
+        let arrivals = arrivals(self.scenario);
+        let mut next = 0;
+        while self.t < DURATION {
+            while next < arrivals.len() && arrivals[next].at <= self.t {
+                let a = arrivals[next];
+                self.arrive(&a);
+                next += 1;
+            }
+            // departures
+            for n in 0..self.on_node.len() {
+                let ended: Vec<usize> = self.on_node[n]
+                    .iter()
+                    .copied()
+                    .filter(|p| self.pods[*p].ends() <= self.t)
+                    .collect();
+                for p in ended {
+                    self.release(p, false);
+                }
+            }
+            self.node_events();
+            if self.t > 0 && self.t.rem_euclid(600) == 0 {
+                match self.kind {
+                    PolicyKind::RealloadDescheduler => self.realload_deschedule(),
+                    PolicyKind::DefaultLnu => self.low_node_utilization(),
+                    _ => {}
+                }
+            }
+            if self.kind.realload() {
+                self.refresh_fleet();
+            }
+            self.run_queue();
+            self.account();
+            if self.kind.realload() {
+                self.collect();
+            }
+            if self.kind == PolicyKind::Crane {
+                self.crane_annotate();
+            }
+            self.t += STEP;
+        }
+        // pods still waiting at the end waited at least this long
+        for p in &self.pods {
+            if p.original && !p.done && p.node.is_none() && p.arrived >= 0 {
+                self.waits.push((DURATION - p.arrived) as f64);
+            }
+        }
+        self.waits.sort_by(f64::total_cmp);
+        let quantile = |q: f64, v: &[f64]| -> f64 {
+            if v.is_empty() {
+                0.0
+            } else {
+                v[((v.len() as f64 - 1.0) * q).round() as usize]
+            }
+        };
+        let p50 = quantile(0.5, &self.waits);
+        let p99 = quantile(0.99, &self.waits);
+        self.metrics.insert("time to schedule p50 (s)", p50);
+        self.metrics.insert("time to schedule p99 (s)", p99);
+        self.metrics.insert(
+            "most evictions of one workload",
+            self.evictions_per_workload
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0) as f64,
+        );
+        self.metrics.insert(
+            "most pods on one node in a minute",
+            self.per_minute.values().copied().max().unwrap_or(0) as f64,
+        );
+        self.metrics
+    }
+
+    /// Pods in the run and where they are (for the mechanics tests): (arrived, running,
+    /// pending, done).
+    #[cfg(test)]
+    pub(crate) fn census(&self) -> (usize, usize, usize, usize) {
+        let running = self.pods.iter().filter(|p| p.node.is_some()).count();
+        let pending = self
+            .pods
+            .iter()
+            .filter(|p| !p.done && p.node.is_none())
+            .count();
+        let done = self.pods.iter().filter(|p| p.done).count();
+        (self.pods.len(), running, pending, done)
+    }
+}
+
+#[cfg(test)]
+mod tests;
