@@ -133,7 +133,7 @@ impl Annotator {
         writable: impl Fn(usize) -> bool,
         bindings: impl Fn(usize, i64) -> i64,
     ) {
-        for n in 0..self.nodes.len() {
+        for (n, node_series) in series.iter().enumerate().take(self.nodes.len()) {
             for (m, metric) in METRICS.iter().enumerate() {
                 let sync = self.schedule[n][m];
                 if t < sync.next {
@@ -143,7 +143,7 @@ impl Annotator {
                 // after a successful metric write (`syncNode`: annotateNodeLoad, then
                 // annotateNodeHotValue).
                 let answer = if reachable {
-                    query(&series[n], metric.name, t)
+                    query(node_series, metric.name, t)
                 } else {
                     Answer::Absent
                 };

@@ -84,6 +84,9 @@ pub const PAIRS: [(PolicyKind, PolicyKind); 6] = [
     (PolicyKind::DefaultLnu, PolicyKind::Default),
 ];
 
+/// One run's key and its metrics.
+type RunResult = ((&'static str, u64, PolicyKind), BTreeMap<&'static str, f64>);
+
 /// Runs every (seed, scenario, policy), on `threads` threads.
 pub fn run(config: &Config) -> Report {
     let mut jobs = Vec::new();
@@ -94,7 +97,7 @@ pub fn run(config: &Config) -> Report {
             }
         }
     }
-    let results: Vec<((&str, u64, PolicyKind), BTreeMap<&'static str, f64>)> = {
+    let results: Vec<RunResult> = {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let out = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
         std::thread::scope(|scope| {
