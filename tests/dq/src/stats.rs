@@ -90,7 +90,11 @@ mod tests {
         let s = Summary::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(s.mean, 3.0);
         // sd = 1.5811, se = 0.7071, t(4) = 2.776
-        assert!((s.ci95 - 2.776 * 0.707_106_8).abs() < 1e-4, "{}", s.ci95);
+        assert!(
+            (s.ci95 - 2.776 * std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-4,
+            "{}",
+            s.ci95
+        );
         assert_eq!(Summary::of(&[7.0]).ci95, 0.0);
         assert_eq!(
             win_rate(&[1.0, 2.0, 3.0], &[2.0, 2.0, 1.0], true),
