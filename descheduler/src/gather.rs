@@ -257,17 +257,7 @@ pub async fn plan_live(
     }
     let mut destinations: Vec<(&NodeView, f64)> = views
         .iter()
-        .filter(|n| n.ready && !n.unschedulable && plan::hot_reading(policy, n, args.now).is_none())
-        .filter_map(|n| {
-            let i = policy.metric_index(realload_common::policy::DESTINATION_METRIC)?;
-            let spec = &policy.metrics[i];
-            let load = n
-                .readings
-                .get(i)?
-                .classify(args.now, spec.max_age, spec.floor)
-                .valid_ratio()?;
-            (load < policy.descheduler.cool_below).then_some((n, load))
-        })
+        .filter_map(|n| plan::destination_load(policy, n, args.now).map(|load| (n, load)))
         .collect();
     destinations.sort_by(|a, b| a.1.total_cmp(&b.1));
     destinations.truncate(destination_budget(policy));
