@@ -217,13 +217,71 @@ pub fn bound_pod(pod: &Pod) -> Option<(&str, BoundPod)> {
     ))
 }
 
-/// DaemonSet pods get a neutral answer from the extender (they are pinned to their node anyway).
+/// Why the extender answers neutrally for a pod: every candidate passes with the same score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeutralPod {
+    /// A DaemonSet's pod: pinned to its node, load is no reason to refuse it.
+    DaemonSet,
+    /// Annotated `realload.io/ignore: "true"`: opted out of load-awareness.
+    Ignored,
+}
+
+impl NeutralPod {
+    /// The rule, over the kinds of the pod's controller owner references and the value of its
+    /// `realload.io/ignore` annotation; both the full Pod and the extender's request summary
+    /// come through here.
+    pub fn classify<'a>(
+        controller_kinds: impl IntoIterator<Item = &'a str>,
+        ignore_annotation: Option<&str>,
+    ) -> Option<NeutralPod> {
+        if controller_kinds.into_iter().any(|k| k == "DaemonSet") {
+            Some(NeutralPod::DaemonSet)
+        } else if ignore_annotation == Some("true") {
+            Some(NeutralPod::Ignored)
+        } else {
+            None
+        }
+    }
+
+    pub fn of(pod: &Pod) -> Option<NeutralPod> {
+        let controllers = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.controller == Some(true))
+            .map(|o| o.kind.as_str());
+        let ignore = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(IGNORE_ANNOTATION))
+            .map(String::as_str);
+        NeutralPod::classify(controllers, ignore)
+    }
+
+    /// The metrics label and `/debug/nodes` outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeutralPod::DaemonSet => "daemonset",
+            NeutralPod::Ignored => "ignored",
+        }
+    }
+
+    /// What `explain` tells the operator.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            NeutralPod::DaemonSet => "DaemonSet pod: all nodes pass with equal scores",
+            NeutralPod::Ignored => {
+                "pod annotated realload.io/ignore=true: all nodes pass with equal scores"
+            }
+        }
+    }
+}
+
+/// A DaemonSet's pod (pinned to its node).
 pub fn is_daemonset_pod(pod: &Pod) -> bool {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
+    NeutralPod::of(pod) == Some(NeutralPod::DaemonSet)
 }
 
 /// A static pod's mirror: the kubelet runs it from a file, whatever any scheduler says.
@@ -243,20 +301,39 @@ pub fn is_static_pod(pod: &Pod) -> bool {
 /// `realload.io/ignore: "true"` opts a pod out of load-awareness.
 pub const IGNORE_ANNOTATION: &str = "realload.io/ignore";
 
-pub fn is_ignored_pod(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(IGNORE_ANNOTATION))
-        .is_some_and(|v| v == "true")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pod(json: serde_json::Value) -> Pod {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn neutral_pods_are_daemonset_controlled_or_opted_out() {
+        use NeutralPod::*;
+        let cases: [(&[&str], Option<&str>, Option<NeutralPod>); 7] = [
+            (&["DaemonSet"], None, Some(DaemonSet)),
+            (&["DaemonSet"], Some("true"), Some(DaemonSet)),
+            (&["ReplicaSet"], Some("true"), Some(Ignored)),
+            (&[], Some("true"), Some(Ignored)),
+            (&[], Some("True"), None),
+            (&[], Some("false"), None),
+            (&["ReplicaSet"], None, None),
+        ];
+        for (kinds, ignore, want) in cases {
+            assert_eq!(
+                NeutralPod::classify(kinds.iter().copied(), ignore),
+                want,
+                "{kinds:?} {ignore:?}"
+            );
+        }
+        // Only the controller reference counts: a DaemonSet that merely owns the pod does not.
+        let owned = pod(serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "uid": "u"}]}}));
+        assert_eq!(NeutralPod::of(&owned), None);
+        assert_eq!(DaemonSet.as_str(), "daemonset");
+        assert_eq!(Ignored.as_str(), "ignored");
     }
 
     #[test]
@@ -331,12 +408,13 @@ mod tests {
         );
         assert_eq!(bound.cpu_millis, 2000);
         assert!(is_daemonset_pod(&p));
-        assert!(is_ignored_pod(&p));
+        assert_eq!(NeutralPod::of(&p), Some(NeutralPod::DaemonSet));
         let mut done = p.clone();
         done.status.as_mut().unwrap().phase = Some("Succeeded".into());
         assert!(bound_pod(&done).is_none());
         let unbound = pod(serde_json::json!({"spec": {"containers": []}}));
         assert!(bound_pod(&unbound).is_none());
-        assert!(!is_daemonset_pod(&unbound) && !is_ignored_pod(&unbound));
+        assert!(!is_daemonset_pod(&unbound));
+        assert_eq!(NeutralPod::of(&unbound), None);
     }
 }

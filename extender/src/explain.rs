@@ -12,7 +12,7 @@ use crate::cli::ExplainArgs;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use realload_common::objects::{NodeView, is_daemonset_pod, is_ignored_pod};
+use realload_common::objects::{NeutralPod, NodeView};
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
 use realload_common::scoring::{self, FilterVerdict, NodeAssessment};
@@ -110,13 +110,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
             generation.assess(&v.name, flying, now)
         })
         .collect();
-    let neutral_reason = if is_daemonset_pod(pod) {
-        Some("DaemonSet pod: all nodes pass with equal scores".to_string())
-    } else if is_ignored_pod(pod) {
-        Some("pod annotated realload.io/ignore=true: all nodes pass with equal scores".to_string())
-    } else {
-        None
-    };
+    let neutral_reason = NeutralPod::of(pod).map(|n| n.explanation().to_string());
     let decision = scoring::decide(policy, &assessments);
     let neutral = neutral_reason.is_some();
     let mut rows: Vec<NodeRow> = views

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use realload_common::objects::NeutralPod;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -105,25 +106,22 @@ pub struct OwnerRef {
 }
 
 impl PodSummary {
-    /// DaemonSet pods and pods annotated `realload.io/ignore: "true"` get a neutral answer.
-    pub fn neutral_reason(&self) -> Option<&'static str> {
+    /// Why the pod gets a neutral answer, if it does (the rule lives in
+    /// [`NeutralPod::classify`]).
+    pub fn neutral(&self) -> Option<NeutralPod> {
         let m = &self.metadata;
-        if m.owner_references
+        let controllers = m
+            .owner_references
             .iter()
             .flatten()
-            .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
-        {
-            Some("daemonset")
-        } else if m
+            .filter(|o| o.controller == Some(true))
+            .map(|o| o.kind.as_str());
+        let ignore = m
             .annotations
             .as_ref()
             .and_then(|a| a.get(realload_common::objects::IGNORE_ANNOTATION))
-            .is_some_and(|v| v == "true")
-        {
-            Some("ignored")
-        } else {
-            None
-        }
+            .map(String::as_str);
+        NeutralPod::classify(controllers, ignore)
     }
 
     /// The key the extender remembers the pod under between its filter and prioritize calls.

@@ -11,12 +11,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::Pod;
+use realload_common::objects::NeutralPod;
 use realload_common::policy::Policy;
 use realload_common::reading::RawReading;
 use realload_common::scoring::{self, Allocatable, FilterVerdict, NEUTRAL_SCORE, NodeAssessment};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
+use crate::index::Generation;
 use crate::memory::DecisionRecord;
 use crate::metrics::ReasonLabel;
 use crate::protocol::{self, Candidates, ExtenderArgs, NodeRead, ProtocolError};
@@ -39,18 +41,42 @@ impl Verb {
     }
 }
 
+/// How a request was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Judged on the readings.
+    Judged,
+    /// Too many offered nodes without valid readings: load-awareness suspended for the pod.
+    BreakerTripped,
+    /// The watches have not listed everything yet: a neutral answer.
+    Unsynced,
+    /// The pod is exempt: a neutral answer.
+    Neutral(NeutralPod),
+}
+
+impl Outcome {
+    /// The `outcome` label of the request metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Judged => "ok",
+            Outcome::BreakerTripped => "breaker",
+            Outcome::Unsynced => "unsynced",
+            Outcome::Neutral(n) => n.as_str(),
+        }
+    }
+}
+
 /// What the extender decided for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// `ok`, `breaker`, `unsynced`, `daemonset` or `ignored`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub verdicts: Vec<FilterVerdict>,
     pub scores: Vec<i64>,
     /// Candidates without valid readings (0 when the answer is neutral before judging).
     pub unknown: usize,
 }
 
-fn neutral(outcome: &'static str, n: usize) -> Evaluation {
+fn neutral(outcome: Outcome, n: usize) -> Evaluation {
     Evaluation {
         outcome,
         verdicts: vec![FilterVerdict::Pass; n],
@@ -96,15 +122,19 @@ fn carried_readings(policy: &Policy, node: &NodeRead<'_>) -> smallvec::SmallVec<
 /// candidates, and by prioritize with the filter's verdict for the same pod (prioritize only sees
 /// what realload's own filter let through). A filter call that lets the pod onto unknown nodes
 /// counts it against their cap until its binding is seen.
-pub fn evaluate(state: &State, args: &ExtenderArgs<'_>, verb: Verb) -> Evaluation {
+pub fn evaluate(
+    state: &State,
+    generation: &Generation,
+    args: &ExtenderArgs<'_>,
+    verb: Verb,
+) -> Evaluation {
     let n = args.candidates.len();
-    if let Some(reason) = args.pod.neutral_reason() {
-        return neutral(reason, n);
+    if let Some(exempt) = args.pod.neutral() {
+        return neutral(Outcome::Neutral(exempt), n);
     }
-    let generation = state.generation();
     if !generation.synced() {
         state.metrics.unsynced_requests.inc();
-        return neutral("unsynced", n);
+        return neutral(Outcome::Unsynced, n);
     }
     let policy = &generation.policy;
     let now = state.clock.now();
@@ -175,9 +205,9 @@ pub fn evaluate(state: &State, args: &ExtenderArgs<'_>, verb: Verb) -> Evaluatio
     }
     Evaluation {
         outcome: if decision.breaker_tripped {
-            "breaker"
+            Outcome::BreakerTripped
         } else {
-            "ok"
+            Outcome::Judged
         },
         verdicts: decision.verdicts,
         scores: decision.scores,
@@ -209,10 +239,10 @@ fn record(state: &State, verb: Verb, args: &ExtenderArgs<'_>, eval: &Evaluation)
         at: state.clock.now(),
         verb: verb.as_str(),
         pod: args.pod.display_name(),
-        outcome: eval.outcome,
+        outcome: eval.outcome.as_str(),
         candidates: args.candidates.len(),
         unknown: eval.unknown,
-        breaker_tripped: eval.outcome == "breaker",
+        breaker_tripped: eval.outcome == Outcome::BreakerTripped,
         passed,
         best,
     });
@@ -246,18 +276,6 @@ async fn read_body(app: &AppState, request: Request) -> Result<axum::body::Bytes
         })
 }
 
-/// A filter request body in, the status and response body out (the handler's whole work,
-/// without HTTP; benchmarks call it directly).
-/// The annotation keys the policy in force reads (all a non-cache request needs of a Node).
-fn annotation_keys(state: &State) -> Vec<String> {
-    state
-        .policy()
-        .metrics
-        .iter()
-        .map(|m| m.annotation.clone())
-        .collect()
-}
-
 /// A response body: one string, or chunks that reference the request's bytes (the echoed
 /// Node objects of a non-cache filter answer are never copied).
 pub enum Reply {
@@ -277,7 +295,7 @@ impl Reply {
         self.len() == 0
     }
 
-    fn into_body(self) -> Body {
+    pub fn into_body(self) -> Body {
         match self {
             Reply::Text(t) => Body::from(t),
             Reply::Chunks(c) => Body::from_stream(futures::stream::iter(
@@ -333,9 +351,12 @@ fn echo_runs(body: &Bytes, nodes: &[(&RawValue, NodeRead<'_>)], passed: &[usize]
     out
 }
 
+/// A filter request body in, the status and response body out (the handler's whole work,
+/// without HTTP; benchmarks call it directly). One generation answers the whole request: the
+/// annotation keys read from the body and the judgement come from the same policy.
 pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode, Reply) {
-    let keys = annotation_keys(state);
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let generation = state.generation();
+    let keys = generation.policy.annotation_keys();
     let args = match protocol::parse_args(body, &keys) {
         Ok(a) => a,
         Err(e) => {
@@ -349,7 +370,7 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
             return (status, Reply::Text(text));
         }
     };
-    let eval = evaluate(state, &args, Verb::Filter);
+    let eval = evaluate(state, &generation, &args, Verb::Filter);
     record(state, Verb::Filter, &args, &eval);
     let mut passed = Vec::with_capacity(args.candidates.len());
     let mut messages: Vec<(usize, String)> = Vec::new();
@@ -385,17 +406,20 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
             &failed,
         )),
     };
-    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), passed = passed.len(), outcome = eval.outcome, "filter");
-    state
-        .metrics
-        .request("filter", eval.outcome, started.elapsed().as_secs_f64());
+    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), passed = passed.len(), outcome = eval.outcome.as_str(), "filter");
+    state.metrics.request(
+        "filter",
+        eval.outcome.as_str(),
+        started.elapsed().as_secs_f64(),
+    );
     (StatusCode::OK, reply)
 }
 
-/// A prioritize request body in, the status and response body out.
+/// A prioritize request body in, the status and response body out; one generation, as for
+/// [`filter_body`].
 pub fn prioritize_body(state: &State, body: &[u8], started: Instant) -> (StatusCode, String) {
-    let keys = annotation_keys(state);
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let generation = state.generation();
+    let keys = generation.policy.annotation_keys();
     let args = match protocol::parse_args(body, &keys) {
         Ok(a) => a,
         Err(e) => {
@@ -408,15 +432,17 @@ pub fn prioritize_body(state: &State, body: &[u8], started: Instant) -> (StatusC
             );
         }
     };
-    let eval = evaluate(state, &args, Verb::Prioritize);
+    let eval = evaluate(state, &generation, &args, Verb::Prioritize);
     record(state, Verb::Prioritize, &args, &eval);
     let response = protocol::prioritize_response(
         (0..args.candidates.len()).map(|i| (args.candidates.name(i), eval.scores[i])),
     );
-    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), outcome = eval.outcome, "prioritize");
-    state
-        .metrics
-        .request("prioritize", eval.outcome, started.elapsed().as_secs_f64());
+    debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), outcome = eval.outcome.as_str(), "prioritize");
+    state.metrics.request(
+        "prioritize",
+        eval.outcome.as_str(),
+        started.elapsed().as_secs_f64(),
+    );
     (StatusCode::OK, response)
 }
 

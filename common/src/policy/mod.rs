@@ -170,6 +170,12 @@ impl Policy {
         file.validate()
     }
 
+    /// The annotation keys the policy reads, in metric order: all a non-cache request needs of
+    /// a Node.
+    pub fn annotation_keys(&self) -> smallvec::SmallVec<[&str; 8]> {
+        self.metrics.iter().map(|m| m.annotation.as_str()).collect()
+    }
+
     pub fn metric(&self, name: &str) -> Option<&MetricSpec> {
         self.metrics.iter().find(|m| m.name == name)
     }

@@ -88,20 +88,32 @@ fn bad_requests_name_the_problem() {
 }
 
 #[test]
-fn neutral_pods() {
-    let ds: PodSummary = serde_json::from_str(
-        r#"{"metadata":{"ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"d","uid":"u","controller":true}]}}"#,
-    )
-    .unwrap();
-    assert_eq!(ds.neutral_reason(), Some("daemonset"));
-    let ignored: PodSummary =
-        serde_json::from_str(r#"{"metadata":{"annotations":{"realload.io/ignore":"true"}}}"#)
-            .unwrap();
-    assert_eq!(ignored.neutral_reason(), Some("ignored"));
-    let plain: PodSummary =
-        serde_json::from_str(r#"{"metadata":{"annotations":{"realload.io/ignore":"false"}}}"#)
-            .unwrap();
-    assert_eq!(plain.neutral_reason(), None);
+fn neutral_pods_follow_the_shared_rule_on_the_request_summary() {
+    use realload_common::objects::NeutralPod;
+    let cases = [
+        (
+            r#"{"metadata":{"ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"d","uid":"u","controller":true}]}}"#,
+            Some(NeutralPod::DaemonSet),
+        ),
+        (
+            r#"{"metadata":{"ownerReferences":[{"apiVersion":"apps/v1","kind":"DaemonSet","name":"d","uid":"u"}]}}"#,
+            None,
+        ),
+        (
+            r#"{"metadata":{"annotations":{"realload.io/ignore":"true"}}}"#,
+            Some(NeutralPod::Ignored),
+        ),
+        (
+            r#"{"metadata":{"annotations":{"realload.io/ignore":"false"}}}"#,
+            None,
+        ),
+    ];
+    for (json, want) in cases {
+        let summary: PodSummary = serde_json::from_str(json).unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_str(json).unwrap();
+        assert_eq!(summary.neutral(), want, "{json}");
+        assert_eq!(NeutralPod::of(&pod), want, "the full Pod agrees: {json}");
+    }
 }
 
 #[test]
