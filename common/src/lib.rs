@@ -9,10 +9,12 @@
 //! - [`snapshot`]: snapshot mode's `kubectl get -o json|yaml` List loader
 //! - [`quantity`]: Kubernetes quantities in millicores and bytes
 //! - [`runtime`]: tracing, shutdown on SIGTERM/SIGINT, `/healthz` `/readyz` `/metrics`
+//! - `client` (feature `kube`): the Kubernetes client, built one way for every binary
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod docs_check;
+#[cfg(feature = "kube")]
+pub mod client;
 pub mod objects;
 pub mod policy;
 pub mod quantity;

@@ -54,13 +54,110 @@ pub enum ReadingError {
     InFuture { ahead: String },
 }
 
+// ---------------------------------------------------------------------------------------------
+// The trust rules: one home for what the collector refuses to write and readers refuse to use
+// ---------------------------------------------------------------------------------------------
+
+/// Why a ratio can never be a utilisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatioProblem {
+    Nan,
+    Infinite,
+    Negative,
+    AboveOne,
+}
+
+/// The range rule: a utilisation is a finite number in `[0, 1]`.
+pub fn ratio_problem(ratio: f64) -> Option<RatioProblem> {
+    if ratio.is_nan() {
+        Some(RatioProblem::Nan)
+    } else if ratio.is_infinite() {
+        Some(RatioProblem::Infinite)
+    } else if ratio < 0.0 {
+        Some(RatioProblem::Negative)
+    } else if ratio > 1.0 {
+        Some(RatioProblem::AboveOne)
+    } else {
+        None
+    }
+}
+
+/// The plausibility rule: below the metric's floor, a reading is more likely a broken exporter
+/// than an idle node.
+pub fn is_suspect_zero(ratio: f64, floor: f64) -> bool {
+    ratio < floor
+}
+
+/// How a sample's time stands against the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleAge {
+    /// At most `max_age` old (a time slightly ahead counts as age zero).
+    Fresh(SignedDuration),
+    /// Older than `max_age`.
+    Stale(SignedDuration),
+    /// Dated ahead of the clock by more than the tolerance.
+    Ahead(SignedDuration),
+}
+
+/// The time rule. Readers tolerate a sample dated up to `max_age` ahead (the writer's clock may
+/// drift); the collector writes only samples at most [`WRITE_CLOCK_SKEW`] ahead.
+pub fn sample_age(
+    sampled_at: Timestamp,
+    now: Timestamp,
+    max_age: SignedDuration,
+    ahead_tolerance: SignedDuration,
+) -> SampleAge {
+    let age = now.duration_since(sampled_at);
+    if -age > ahead_tolerance {
+        SampleAge::Ahead(-age)
+    } else if age > max_age {
+        SampleAge::Stale(age)
+    } else {
+        SampleAge::Fresh(age.max(SignedDuration::ZERO))
+    }
+}
+
+/// How far ahead of the collector's clock a sample it writes may be dated.
+pub const WRITE_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// The codec
+// ---------------------------------------------------------------------------------------------
+
+impl Reading {
+    /// The reading as an annotation carries it: the ratio to 4 decimals, the time to the whole
+    /// second (truncated: a written time is never later than the sample's). The collector
+    /// compares new samples with what is written in this form.
+    pub fn as_written(&self) -> Reading {
+        let whole_seconds = Timestamp::from_second(self.sampled_at.as_second()).ok();
+        Reading {
+            ratio: (self.ratio.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0,
+            sampled_at: whole_seconds.unwrap_or(self.sampled_at),
+        }
+    }
+}
+
 /// Writes a reading the way the collector annotates it: `0.4213,2026-11-22T01:02:03Z`.
 pub fn format_annotation(reading: &Reading) -> String {
-    let ratio = (reading.ratio.clamp(0.0, 1.0) * 10_000.0).round() / 10_000.0;
+    let r = reading.as_written();
     format!(
-        "{ratio:.4},{}",
-        reading.sampled_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        "{:.4},{}",
+        r.ratio,
+        r.sampled_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     )
+}
+
+/// Writes a reading in a metric's format: realload's, or crane-scheduler's `<ratio>,<local
+/// time>Z` (5 decimals, the time in `crane_tz` with a literal `Z`, as crane's annotator writes).
+pub fn format_as(reading: &Reading, format: AnnotationFormat, crane_tz: &TimeZone) -> String {
+    match format {
+        AnnotationFormat::Realload => format_annotation(reading),
+        AnnotationFormat::Crane => {
+            let r = reading.as_written();
+            let local = r.sampled_at.to_zoned(crane_tz.clone());
+            format!("{:.5},{}", r.ratio, local.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        }
+    }
 }
 
 /// Parses an annotation value in the given format. Range checks (NaN, negative, above 1) happen
@@ -76,17 +173,16 @@ pub fn parse_annotation(
     let ratio: f64 = ratio_text
         .parse()
         .map_err(|_| ReadingError::RatioNotANumber(ratio_text.to_string()))?;
-    if ratio.is_nan() {
-        return Err(ReadingError::RatioNan);
-    }
-    if ratio.is_infinite() {
-        return Err(ReadingError::RatioInfinite);
-    }
-    if ratio < 0.0 {
-        return Err(ReadingError::RatioNegative(ratio_text.to_string()));
-    }
-    if ratio > 1.0 {
-        return Err(ReadingError::RatioAboveOne(ratio_text.to_string()));
+    match ratio_problem(ratio) {
+        None => {}
+        Some(RatioProblem::Nan) => return Err(ReadingError::RatioNan),
+        Some(RatioProblem::Infinite) => return Err(ReadingError::RatioInfinite),
+        Some(RatioProblem::Negative) => {
+            return Err(ReadingError::RatioNegative(ratio_text.to_string()));
+        }
+        Some(RatioProblem::AboveOne) => {
+            return Err(ReadingError::RatioAboveOne(ratio_text.to_string()));
+        }
     }
     let sampled_at = match format {
         AnnotationFormat::Realload => time_text
@@ -141,28 +237,24 @@ impl RawReading {
             RawReading::Missing => Assessed::Missing,
             RawReading::Invalid(e) => Assessed::Invalid(e.clone()),
             RawReading::Parsed(reading) => {
-                let age = now.duration_since(reading.sampled_at);
-                if age < -max_age {
-                    return Assessed::Invalid(ReadingError::InFuture {
-                        ahead: format!("{:#}", -age),
-                    });
-                }
-                let age = age.max(SignedDuration::ZERO);
-                if age > max_age {
-                    Assessed::Stale {
+                match sample_age(reading.sampled_at, now, max_age, max_age) {
+                    SampleAge::Ahead(ahead) => Assessed::Invalid(ReadingError::InFuture {
+                        ahead: format!("{ahead:#}"),
+                    }),
+                    SampleAge::Stale(age) => Assessed::Stale {
                         reading: *reading,
                         age,
+                    },
+                    SampleAge::Fresh(age) if is_suspect_zero(reading.ratio, floor) => {
+                        Assessed::SuspectZero {
+                            reading: *reading,
+                            age,
+                        }
                     }
-                } else if reading.ratio < floor {
-                    Assessed::SuspectZero {
+                    SampleAge::Fresh(age) => Assessed::Valid {
                         reading: *reading,
                         age,
-                    }
-                } else {
-                    Assessed::Valid {
-                        reading: *reading,
-                        age,
-                    }
+                    },
                 }
             }
         }
@@ -313,6 +405,73 @@ mod tests {
             sampled_at: ts("2026-11-22T00:00:00Z"),
         };
         assert_eq!(format_annotation(&one), "1.0000,2026-11-22T00:00:00Z");
+    }
+
+    #[test]
+    fn the_trust_rules_at_their_boundaries() {
+        use RatioProblem::*;
+        for (ratio, want) in [
+            (f64::NAN, Some(Nan)),
+            (f64::INFINITY, Some(Infinite)),
+            (f64::NEG_INFINITY, Some(Infinite)),
+            (-0.0001, Some(Negative)),
+            (0.0, None),
+            (1.0, None),
+            (1.0001, Some(AboveOne)),
+        ] {
+            assert_eq!(ratio_problem(ratio), want, "{ratio}");
+        }
+        assert!(is_suspect_zero(0.0049, 0.005) && !is_suspect_zero(0.005, 0.005));
+        let now = ts("2026-11-22T01:00:00Z");
+        let max_age = SignedDuration::from_mins(3);
+        let at = |s: &str| sample_age(ts(s), now, max_age, WRITE_CLOCK_SKEW);
+        assert_eq!(
+            at("2026-11-22T00:57:00Z"),
+            SampleAge::Fresh(SignedDuration::from_mins(3))
+        );
+        assert_eq!(
+            at("2026-11-22T00:56:59Z"),
+            SampleAge::Stale(SignedDuration::from_secs(181))
+        );
+        assert_eq!(
+            at("2026-11-22T01:00:30Z"),
+            SampleAge::Fresh(SignedDuration::ZERO)
+        );
+        assert_eq!(
+            at("2026-11-22T01:00:31Z"),
+            SampleAge::Ahead(SignedDuration::from_secs(31))
+        );
+        // Readers tolerate up to max age ahead.
+        assert_eq!(
+            sample_age(ts("2026-11-22T01:02:00Z"), now, max_age, max_age),
+            SampleAge::Fresh(SignedDuration::ZERO)
+        );
+    }
+
+    #[test]
+    fn written_form_truncates_time_and_rounds_ratio_in_both_formats() {
+        let r = Reading {
+            ratio: 0.42126,
+            sampled_at: ts("2026-11-22T01:02:03.999Z"),
+        };
+        assert_eq!(
+            r.as_written(),
+            Reading {
+                ratio: 0.4213,
+                sampled_at: ts("2026-11-22T01:02:03Z")
+            }
+        );
+        let tz = TimeZone::get("Asia/Shanghai").unwrap();
+        assert_eq!(
+            format_as(&r, AnnotationFormat::Realload, &tz),
+            "0.4213,2026-11-22T01:02:03Z"
+        );
+        assert_eq!(
+            format_as(&r, AnnotationFormat::Crane, &tz),
+            "0.42130,2026-11-22T09:02:03Z"
+        );
+        let back = parse_annotation("0.42130,2026-11-22T09:02:03Z", AnnotationFormat::Crane, &tz);
+        assert_eq!(back, Ok(r.as_written()));
     }
 
     #[test]

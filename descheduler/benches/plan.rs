@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::Timestamp;
+use realload_bench::synth::{self, Spec};
 use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_common::snapshot::load_snapshot;
 use realload_common::whitelist::Whitelist;
 use realload_descheduler::gather::{plan_snapshot, requests_by_node};
 use realload_descheduler::plan::{self, Inputs};
-use realload_tests::synth::{self, Spec};
 
 fn bench(c: &mut Criterion) {
     let spec = Spec::new(5_000, 150_000);

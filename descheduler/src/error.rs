@@ -1,6 +1,7 @@
 //! Why a run stopped, and the exit status each reason maps to.
 
 use realload_common::cli::LoadError;
+use realload_common::client::ClientError;
 use realload_common::whitelist::WhitelistError;
 use thiserror::Error;
 
@@ -34,10 +35,9 @@ pub enum RunError {
         "cooldown state ConfigMap {reference} not found: create it (deploy/base ships it empty); without it the workload cooldown could not be kept"
     )]
     StateMissing { reference: String },
-    #[error("no Kubernetes configuration (in-cluster or KUBECONFIG): {0}")]
-    Config(#[source] kube::config::InferConfigError),
-    #[error("building the Kubernetes client: {0}")]
-    Client(#[source] kube::Error),
+    /// No usable Kubernetes configuration.
+    #[error(transparent)]
+    Client(#[from] ClientError),
     /// A call to the API failed.
     #[error("{what}: {source}")]
     Api {
@@ -68,7 +68,6 @@ impl RunError {
             | RunError::Whitelist { .. }
             | RunError::WhitelistMissing { .. }
             | RunError::StateMissing { .. }
-            | RunError::Config(_)
             | RunError::Client(_) => EXIT_BAD_INPUT,
         }
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use realload_common::cli::OutputFormat;
+use realload_common::client::{self, Throttled};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Cli;
@@ -29,14 +30,6 @@ fn print(report: &Report, output: OutputFormat) {
     }
 }
 
-/// Builds the client: kube's automatic retry of 429s is off, since an eviction refused by a
-/// PodDisruptionBudget is a 429 and must never be hammered.
-async fn client() -> Result<kube::Client, RunError> {
-    let mut config = kube::Config::infer().await.map_err(RunError::Config)?;
-    config.default_retry = false;
-    kube::Client::try_from(config).map_err(RunError::Client)
-}
-
 /// A run; `Ok` carries the report and its exit status (a run that stopped mid-way reports what
 /// it did and exits 2).
 async fn descheduler(cli: &Cli) -> Result<(Report, u8), RunError> {
@@ -57,7 +50,7 @@ async fn descheduler(cli: &Cli) -> Result<(Report, u8), RunError> {
         )?;
         return Ok((Report::from_plan(plan, true), EXIT_OK));
     }
-    let client = client().await?;
+    let client = client::build(Throttled::Return).await?;
     let args = LiveArgs {
         whitelist_ref: &cli.whitelist_configmap,
         allow_missing: cli.allow_missing_whitelist,

@@ -1,7 +1,7 @@
 //! docs/configuration.md lists every `realload-descheduler` flag with its default.
 
 use clap::CommandFactory;
-use realload_common::docs_check::{same_value, table_after};
+use realload_test_support::docs_check::{same_value, table_after};
 
 #[test]
 fn every_flag_is_documented_with_its_default() {

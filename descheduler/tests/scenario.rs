@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use realload_tests::apisim::{ApiSim, Fault, resources};
+use realload_apisim::{ApiSim, Fault, resources};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-descheduler");
@@ -75,7 +75,7 @@ struct Run {
 }
 
 fn kubeconfig(sim: &ApiSim, name: &str) -> PathBuf {
-    let dir = realload_tests::support::temp_dir("desched", name);
+    let dir = realload_test_support::temp_dir("desched", name);
     let path = dir.join("kubeconfig");
     sim.write_kubeconfig(&path).unwrap();
     path

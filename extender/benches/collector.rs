@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Node;
+use realload_bench::synth::{self, Spec};
 use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_extender::collect::plan::{self, MetricResult};
 use realload_extender::collect::prometheus::parse_query_response;
-use realload_tests::synth::{self, Spec};
 use serde_json::json;
 
 const NODES: usize = 5_000;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Node;
+use realload_bench::synth::{self, Spec};
 use realload_common::policy::Policy;
 use realload_extender::metrics::Metrics;
 use realload_extender::protocol::{self, Candidates};
 use realload_extender::server::{filter_body, prioritize_body};
 use realload_extender::state::{Clock, State};
-use realload_tests::synth::{self, Spec};
 use serde::de::IgnoredAny;
 
 fn state_for(spec: &Spec) -> Arc<State> {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use realload_common::cli::{load_policy, load_snapshot};
+use realload_common::client::{self, Throttled};
 use realload_common::policy::Policy;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,17 +31,6 @@ use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
 use crate::state::{Clock, State};
 use crate::tls::{TlsFiles, reloading_config};
 use crate::watch::{spawn_node_watch, spawn_pod_watch};
-
-/// Builds the kube client every subcommand uses, from the environment (in-cluster or
-/// KUBECONFIG). `retry` keeps kube's automatic retries of 429/503/504 (the descheduler turns
-/// them off: a refused eviction must not be hammered).
-pub async fn kube_client(retry: bool) -> anyhow::Result<kube::Client> {
-    let mut config = kube::Config::infer()
-        .await
-        .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
-    config.default_retry = retry;
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
 
 /// The state and the tasks that keep it current.
 pub struct Running {
@@ -71,7 +61,7 @@ pub async fn build_state(
             })
         }
         None => {
-            let client = kube_client(true).await?;
+            let client = client::build(Throttled::Retry).await?;
             let tasks = vec![
                 (
                     "node watch",

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use realload_tests::apisim::{ApiSim, resources};
-use realload_tests::support::monitoring::{self, start_node_exporter};
-use realload_tests::support::{KillOnDrop, free_port, temp_dir};
+use realload_apisim::{ApiSim, resources};
+use realload_test_support::monitoring::{self, start_node_exporter};
+use realload_test_support::{KillOnDrop, free_port, temp_dir};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");

@@ -14,7 +14,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use realload_common::policy::Policy;
 use realload_common::whitelist::Whitelist;
-use realload_tests::kustomize;
+use realload_test_support::kustomize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use clap::CommandFactory;
-use realload_common::docs_check::{same_value, table_after};
+use realload_test_support::docs_check::{same_value, table_after};
 
 fn docs() -> String {
     std::fs::read_to_string(concat!(

@@ -87,7 +87,7 @@ fn ranks_the_example_cluster_by_real_load() {
 
 #[test]
 fn daemonset_pods_get_a_neutral_answer() {
-    let dir = realload_tests::support::temp_dir("explain", "snapshot");
+    let dir = realload_test_support::temp_dir("explain", "snapshot");
     let pod = dir.join("ds.yaml");
     std::fs::write(
         &pod,
@@ -154,10 +154,8 @@ fn bad_inputs_fail_with_a_message_naming_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explains_against_a_live_cluster_through_the_watches() {
     let list: Value = serde_json::from_str(&std::fs::read_to_string(SNAPSHOT).unwrap()).unwrap();
-    let sim = realload_tests::apisim::ApiSim::start_with(&list)
-        .await
-        .unwrap();
-    let dir = realload_tests::support::temp_dir("explain", "live");
+    let sim = realload_apisim::ApiSim::start_with(&list).await.unwrap();
+    let dir = realload_test_support::temp_dir("explain", "live");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_realload-extender"))

@@ -134,7 +134,11 @@ async fn policy_reloads_never_mix_into_an_answer() {
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                shared.set_policy(if n.is_multiple_of(2) { b.clone() } else { a.clone() });
+                shared.set_policy(if n.is_multiple_of(2) {
+                    b.clone()
+                } else {
+                    a.clone()
+                });
                 n += 1;
             }
             n

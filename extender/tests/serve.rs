@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use realload_tests::apisim::{ApiSim, Fault, resources};
-use realload_tests::support::{KillOnDrop, Pki, free_port, temp_dir};
+use realload_apisim::{ApiSim, Fault, resources};
+use realload_test_support::{KillOnDrop, Pki, free_port, temp_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 

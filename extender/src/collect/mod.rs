@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use realload_common::cli::{OutputFormat, load_policy};
+use realload_common::client::{self, Throttled};
 use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_common::runtime::{Readiness, admin_router};
@@ -349,10 +350,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
         return print_plan(&plan, args.output, false);
     }
 
-    let config = kube::Config::infer()
-        .await
-        .context("no Kubernetes configuration (in-cluster or KUBECONFIG)")?;
-    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let client = client::build(Throttled::Retry).await?;
     let store = NodeStore::new(Arc::new(policy.clone()));
     store.watch(client.clone(), shutdown.clone());
     let nodes_api: Api<Node> = Api::all(client.clone());

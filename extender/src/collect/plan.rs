@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use realload_common::objects::NodeView;
 use realload_common::policy::{MatchBy, MetricSpec, Policy};
-use realload_common::reading::{AnnotationFormat, RawReading, Reading, format_annotation};
+use realload_common::reading::{
+    RatioProblem, RawReading, Reading, SampleAge, WRITE_CLOCK_SKEW, format_as, is_suspect_zero,
+    ratio_problem, sample_age,
+};
 use serde::Serialize;
 
 /// Why a reading was not written. Stable strings: they are metric labels and JSON output.
@@ -39,14 +42,11 @@ pub enum SkipReason {
     BadTimestamp,
     /// The sample is older than the metric's `maxAge`: it would be stale on arrival.
     Stale,
-    /// The sample is dated ahead of the clock by more than [`MAX_CLOCK_SKEW`].
+    /// The sample is dated ahead of the clock by more than [`WRITE_CLOCK_SKEW`].
     InFuture,
     /// The node already carries a newer sample of this metric; an older one never replaces it.
     OlderThanCurrent,
 }
-
-/// How far ahead of the collector's clock a sample may be dated (clocks drift a little).
-pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(30);
 
 impl SkipReason {
     pub const ALL: [SkipReason; 16] = [
@@ -161,37 +161,15 @@ impl<'a> NodeMatcher<'a> {
     }
 }
 
-/// Judges one sample value: the trust rules.
+/// Judges one sample value by the shared trust rules (range, then plausibility floor).
 pub fn judge(value: f64, spec: &MetricSpec) -> Result<f64, SkipReason> {
-    if value.is_nan() {
-        Err(SkipReason::Nan)
-    } else if value.is_infinite() {
-        Err(SkipReason::Infinite)
-    } else if value < 0.0 {
-        Err(SkipReason::Negative)
-    } else if value > 1.0 {
-        Err(SkipReason::AboveOne)
-    } else if value < spec.floor {
-        Err(SkipReason::SuspectZero)
-    } else {
-        Ok(value)
-    }
-}
-
-/// The crane-scheduler layout, in the configured zone, with its literal `Z`.
-fn format_crane(reading: &Reading, policy: &Policy) -> String {
-    let local = reading.sampled_at.to_zoned(policy.crane_timezone.clone());
-    format!(
-        "{:.5},{}",
-        reading.ratio,
-        local.strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
-}
-
-pub fn format_for(spec: &MetricSpec, reading: &Reading, policy: &Policy) -> String {
-    match spec.format {
-        AnnotationFormat::Realload => format_annotation(reading),
-        AnnotationFormat::Crane => format_crane(reading, policy),
+    match ratio_problem(value) {
+        Some(RatioProblem::Nan) => Err(SkipReason::Nan),
+        Some(RatioProblem::Infinite) => Err(SkipReason::Infinite),
+        Some(RatioProblem::Negative) => Err(SkipReason::Negative),
+        Some(RatioProblem::AboveOne) => Err(SkipReason::AboveOne),
+        None if is_suspect_zero(value, spec.floor) => Err(SkipReason::SuspectZero),
+        None => Ok(value),
     }
 }
 
@@ -220,19 +198,17 @@ pub struct Plan {
     pub coverage: BTreeMap<String, usize>,
 }
 
-/// Judges a sample's time at `now`: a reading written must be valid when it is written.
+/// Judges a sample's time at `now` by the shared time rule: a reading written must be valid
+/// when it is written, and dated at most [`WRITE_CLOCK_SKEW`] ahead.
 pub fn judge_time(
     sampled_at: Timestamp,
     spec: &MetricSpec,
     now: Timestamp,
 ) -> Result<(), SkipReason> {
-    let age = now.duration_since(sampled_at);
-    if age > spec.max_age {
-        Err(SkipReason::Stale)
-    } else if -age > MAX_CLOCK_SKEW {
-        Err(SkipReason::InFuture)
-    } else {
-        Ok(())
+    match sample_age(sampled_at, now, spec.max_age, WRITE_CLOCK_SKEW) {
+        SampleAge::Fresh(_) => Ok(()),
+        SampleAge::Stale(_) => Err(SkipReason::Stale),
+        SampleAge::Ahead(_) => Err(SkipReason::InFuture),
     }
 }
 
@@ -262,7 +238,10 @@ fn decide_write(
         return Write::Send;
     };
     // A reading dated in the future is garbage, not "newer": replace it.
-    let old_plausible = old.sampled_at.duration_since(now) <= MAX_CLOCK_SKEW;
+    let old_plausible = !matches!(
+        sample_age(old.sampled_at, now, spec.max_age, WRITE_CLOCK_SKEW),
+        SampleAge::Ahead(_)
+    );
     if old_plausible && new.sampled_at < old.sampled_at {
         return Write::Skip(SkipReason::OlderThanCurrent);
     }
@@ -344,11 +323,8 @@ pub fn plan(
                 }),
                 Ok((ratio, sampled_at)) => {
                     covered += 1;
-                    // Round to what is written, so the deadband compares like with like.
-                    let reading = Reading {
-                        ratio: (ratio * 10_000.0).round() / 10_000.0,
-                        sampled_at: sampled_at.round(jiff::Unit::Second).unwrap_or(sampled_at),
-                    };
+                    // As it will be written, so the deadband compares like with like.
+                    let reading = Reading { ratio, sampled_at }.as_written();
                     let existing = current
                         .get(&n.name)
                         .and_then(|a| a.get(&spec.annotation))
@@ -363,7 +339,7 @@ pub fn plan(
                         Write::Send => {
                             per_node.entry(n.name.as_str()).or_default().insert(
                                 spec.annotation.clone(),
-                                format_for(spec, &reading, policy),
+                                format_as(&reading, spec.format, &policy.crane_timezone),
                             );
                         }
                     }

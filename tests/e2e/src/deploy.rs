@@ -10,7 +10,7 @@ use crate::workspace;
 /// Every object of an overlay (`default`, `tls`, `bind`, `second-scheduler`, ...).
 pub fn render(overlay: &str) -> Vec<Value> {
     let dir = workspace().join("deploy/overlays").join(overlay);
-    realload_tests::kustomize::render(&dir)
+    realload_test_support::kustomize::render(&dir)
         .unwrap_or_else(|e| panic!("rendering {}: {e}", dir.display()))
 }
 

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use realload_tests::support::{KillOnDrop, free_port};
+use realload_test_support::{KillOnDrop, free_port};
 use serde_json::Value;
 
 use crate::{Cluster, workspace};

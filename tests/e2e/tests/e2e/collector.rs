@@ -13,8 +13,8 @@ use kube::api::Api;
 use realload_e2e::objects::{self, FakeNode, create_node, reading};
 use realload_e2e::procs::{realload_binary, run};
 use realload_e2e::{cluster, unique};
-use realload_tests::support::monitoring::{start_node_exporter, start_prometheus, wait_for_data};
-use realload_tests::support::{KillOnDrop, free_port, scripted_prometheus};
+use realload_test_support::monitoring::{start_node_exporter, start_prometheus, wait_for_data};
+use realload_test_support::{KillOnDrop, free_port, scripted_prometheus};
 
 /// Every metric collected every 5 s (max age 70 s), with a floor an idle machine stays above.
 const FAST_POLICY: &str = "nodeIdentity: {matchBy: [name]}\nmetrics:\n- {name: cpu-avg-5m, period: 5s, floor: 0.000001}\n- {name: cpu-max-1h, period: 5s, floor: 0.000001}\n- {name: mem-avg-5m, period: 5s}\n- {name: cpu-sustained-10m, period: 5s, floor: 0.000001}\n";

@@ -354,7 +354,7 @@ struct PkiFiles {
 }
 
 fn pki(dir: &std::path::Path) -> PkiFiles {
-    realload_tests::support::Pki::generate().write(dir);
+    realload_test_support::Pki::generate().write(dir);
     PkiFiles {
         dir: dir.to_path_buf(),
     }

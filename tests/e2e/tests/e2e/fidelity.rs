@@ -1,8 +1,8 @@
 //! The API simulator's conformance bodies, unchanged, against the real API server: where the
 //! answers differ, the simulator is wrong.
 
+use realload_apisim::conformance::{self, Backend};
 use realload_e2e::cluster;
-use realload_tests::apisim::conformance::{self, Backend};
 
 macro_rules! on_the_real_api_server {
     ($($name:ident),* $(,)?) => {$(

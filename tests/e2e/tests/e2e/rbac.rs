@@ -201,15 +201,12 @@ async fn each_component_runs_with_exactly_the_rights_it_is_granted() {
     // The collector: one leader-elected cycle that patches a node, then a SIGTERM release.
     let collector_kc = kubeconfig("realload-collector").await;
     let now = Timestamp::now().as_second();
-    let prometheus = realload_tests::support::scripted_prometheus(vec![(
-        node("cool"),
-        now as f64,
-        "0.25".into(),
-    )])
-    .await;
+    let prometheus =
+        realload_test_support::scripted_prometheus(vec![(node("cool"), now as f64, "0.25".into())])
+            .await;
     let policy = c.dir.join(format!("{group}-policy.yaml"));
     std::fs::write(&policy, "nodeIdentity: {matchBy: [name]}\n").unwrap();
-    let admin = realload_tests::support::free_port();
+    let admin = realload_test_support::free_port();
     let mut collector = std::process::Command::new(realload_binary("realload-extender"))
         .args([
             "collect",

@@ -1,5 +1,5 @@
 //! The simulator's conformance tests as bodies that run against either backend: the simulator
-//! (`tests/tests/apisim.rs`) and a real kube-apiserver (the e2e suite). One body, two backends,
+//! (`tests/apisim/tests/apisim.rs`) and a real kube-apiserver (the e2e suite). One body, two backends,
 //! so the two cannot drift apart. What only the simulator can do (compaction, its own
 //! disruption-controller arithmetic, fault injection) is checked only there.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test bodies may panic

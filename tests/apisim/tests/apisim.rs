@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use realload_tests::apisim::conformance::{self, Backend, pod};
-use realload_tests::apisim::{ApiSim, Fault, resources};
+use realload_apisim::conformance::{self, Backend, pod};
+use realload_apisim::{ApiSim, Fault, resources};
 use serde_json::{Value, json};
 
 fn node(name: &str) -> Value {
@@ -305,7 +305,7 @@ async fn watches_can_be_cut_after_a_number_of_events() {
 async fn seeds_from_the_example_snapshot() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../docs/example/cluster.json"
+        "/../../docs/example/cluster.json"
     ))
     .unwrap();
     let list: Value = serde_json::from_str(&text).unwrap();

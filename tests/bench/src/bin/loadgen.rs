@@ -5,7 +5,7 @@
 //! reports requests/s, p50 and p99. Its floor is the same harness, in the same run, against a
 //! trivial axum handler answering a constant body of the same size.
 //!
-//! cargo build --release -p realload-extender -p realload-tests
+//! cargo build --release -p realload-extender -p realload-bench
 //! target/release/loadgen --extender target/release/realload-extender --sizes 100,1000,5000 --concurrency 32 --seconds 5
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: failing loudly is right
 
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use realload_tests::support::{KillOnDrop, free_addr, temp_dir};
-use realload_tests::synth::{self, Spec};
+use realload_bench::synth::{self, Spec};
+use realload_test_support::{KillOnDrop, free_addr, temp_dir};
 use tokio::net::TcpStream;
 
 struct Args {

@@ -1,6 +1,12 @@
-//! Small helpers the integration tests and harnesses share: loopback ports, scratch directories
-//! and child processes that cannot outlive their test.
+//! Helpers realload's integration tests and harnesses share: loopback ports, scratch directories
+//! and child processes that cannot outlive their test, a test PKI, real Prometheus and
+//! node-exporter ([`monitoring`]), a scripted Prometheus, a renderer for `deploy/` ([`kustomize`])
+//! and the checks of the docs against the code ([`docs_check`]).
+#![forbid(unsafe_code)]
 #![allow(clippy::expect_used)] // test support: failing loudly is right
+
+pub mod docs_check;
+pub mod kustomize;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

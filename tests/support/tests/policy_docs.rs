@@ -4,11 +4,11 @@
 fn documented_policy_defaults_match_the_code() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../docs/configuration.md"
+        "/../../docs/configuration.md"
     ))
     .unwrap_or_default();
     assert!(!text.is_empty(), "docs/configuration.md is missing");
-    let problems = realload_common::docs_check::policy_table_mismatches(&text);
+    let problems = realload_test_support::docs_check::policy_table_mismatches(&text);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -16,14 +16,14 @@ fn documented_policy_defaults_match_the_code() {
 fn the_checker_notices_a_wrong_default() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../docs/configuration.md"
+        "/../../docs/configuration.md"
     ))
     .unwrap_or_default();
     let wrong = text.replace(
         "| `guards.unknownLoad` | `1.0` |",
         "| `guards.unknownLoad` | `0.9` |",
     );
-    let problems = realload_common::docs_check::policy_table_mismatches(&wrong);
+    let problems = realload_test_support::docs_check::policy_table_mismatches(&wrong);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("guards.unknownLoad"));
 }

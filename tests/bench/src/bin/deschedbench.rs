@@ -3,7 +3,7 @@
 //! RSS (VmHWM, sampled from /proc while it runs), the API requests it made and the bytes it
 //! listed. The floor for "bytes listed" is one full list of all pods, measured in the same run.
 //!
-//! cargo build --release -p realload-descheduler -p realload-tests
+//! cargo build --release -p realload-descheduler -p realload-bench
 //! target/release/deschedbench --descheduler target/release/realload-descheduler
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: failing loudly is right
 
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use realload_tests::apisim::ApiSim;
-use realload_tests::synth::{self, Spec};
+use realload_apisim::ApiSim;
+use realload_bench::synth::{self, Spec};
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -60,7 +60,7 @@ async fn main() {
     sim.set_history_limit(1_000);
     let seeded = sim.seed_list(&list).unwrap();
     drop(list);
-    let dir = realload_tests::support::temp_dir("deschedbench", "kubeconfig");
+    let dir = realload_test_support::temp_dir("deschedbench", "kubeconfig");
     let kubeconfig = dir.join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
 

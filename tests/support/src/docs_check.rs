@@ -1,7 +1,7 @@
 //! Checks `docs/configuration.md` against the code's defaults (used by the crates' docs tests).
 
-use crate::policy::{Policy, field_values, parse_duration};
-use crate::quantity;
+use realload_common::policy::{Policy, field_values, parse_duration};
+use realload_common::quantity;
 
 /// The rows of the markdown table that follows `heading` (first two cells, backticks removed).
 pub fn table_after(markdown: &str, heading: &str) -> Vec<(String, String)> {
