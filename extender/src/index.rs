@@ -11,14 +11,21 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use realload_common::objects::{NodeView, bound_pod};
 use realload_common::policy::Policy;
-use realload_common::reading::{Assessed, RawReading};
+use realload_common::reading::RawReading;
 use realload_common::scoring::{self, Allocatable, BoundPod, Judgement, NodeAssessment, NodeInput};
 use smallvec::SmallVec;
 use tokio::sync::watch;
+
+mod ledger;
+mod timeline;
+
+pub use ledger::{Ledger, NodePods};
+use timeline::stable_span;
+pub use timeline::{BadSince, covered_until, horizon, next_bad_since};
 
 /// Node names and pod uids are keys of the per-request lookups: a fast hash matters at 5,000
 /// candidates, and `Arc<str>` keys make publishing a generation a copy of pointers.
@@ -55,9 +62,6 @@ impl Clock {
     }
 }
 
-/// Per policy metric, the instant its annotation began holding a value that can never be valid.
-pub type BadSince = SmallVec<[Option<Timestamp>; 4]>;
-
 /// One Node as the index holds it.
 #[derive(Debug, Clone)]
 pub struct NodeEntry {
@@ -72,218 +76,6 @@ struct CachedJudgement {
     judgement: Judgement,
     from: Timestamp,
     until: Timestamp,
-}
-
-/// The pods bound to one node that its readings may not cover yet.
-#[derive(Debug, Clone, Default)]
-pub struct NodePods {
-    uids: Vec<Arc<str>>,
-    pods: Vec<BoundPod>,
-}
-
-impl NodePods {
-    pub fn pods(&self) -> &[BoundPod] {
-        &self.pods
-    }
-}
-
-/// Pods bound to each node that its newest valid reading may not cover yet, and, while a node is
-/// unknown, those bound since it became unknown. Bounded by the binding rate over the longest max
-/// age (and by the unknown-node cap), not by cluster size.
-#[derive(Debug, Clone, Default)]
-pub struct Ledger {
-    by_node: HashMap<Arc<str>, Arc<NodePods>>,
-    node_of: HashMap<Arc<str>, Arc<str>>,
-}
-
-impl Ledger {
-    pub fn len(&self) -> usize {
-        self.node_of.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.node_of.is_empty()
-    }
-
-    pub fn pods_on(&self, node: &str) -> &[BoundPod] {
-        self.by_node.get(node).map_or(&[], |p| p.pods())
-    }
-
-    fn node_of(&self, uid: &str) -> Option<Arc<str>> {
-        self.node_of.get(uid).cloned()
-    }
-
-    fn insert(&mut self, uid: Arc<str>, node: Arc<str>, pod: BoundPod) {
-        self.remove(&uid);
-        let entry = Arc::make_mut(self.by_node.entry(node.clone()).or_default());
-        entry.uids.push(uid.clone());
-        entry.pods.push(pod);
-        self.node_of.insert(uid, node);
-    }
-
-    /// Removes a pod; returns the node it was on.
-    fn remove(&mut self, uid: &str) -> Option<Arc<str>> {
-        let node = self.node_of.remove(uid)?;
-        if let Some(entry) = self.by_node.get_mut(&node) {
-            let entry = Arc::make_mut(entry);
-            if let Some(i) = entry.uids.iter().position(|u| &**u == uid) {
-                entry.uids.swap_remove(i);
-                entry.pods.swap_remove(i);
-            }
-            if entry.uids.is_empty() {
-                self.by_node.remove(&node);
-            }
-        }
-        Some(node)
-    }
-
-    /// Drops the node's pods bound at or before `covered`; true if any was dropped.
-    fn prune_node(&mut self, node: &str, covered: Timestamp) -> bool {
-        let Some(entry) = self.by_node.get_mut(node) else {
-            return false;
-        };
-        if entry.pods.iter().all(|p| p.bound_at > covered) {
-            return false;
-        }
-        let entry = Arc::make_mut(entry);
-        let mut i = 0;
-        while i < entry.pods.len() {
-            if entry.pods[i].bound_at > covered {
-                i += 1;
-            } else {
-                self.node_of.remove(&entry.uids[i]);
-                entry.uids.swap_remove(i);
-                entry.pods.swap_remove(i);
-            }
-        }
-        if entry.uids.is_empty() {
-            self.by_node.remove(node);
-        }
-        true
-    }
-
-    fn nodes(&self) -> Vec<Arc<str>> {
-        self.by_node.keys().cloned().collect()
-    }
-}
-
-/// The longest max age: a valid reading is never older, so pods bound before `now - horizon`
-/// are covered by any valid reading of a known node.
-pub fn horizon(policy: &Policy) -> SignedDuration {
-    policy
-        .metrics
-        .iter()
-        .map(|m| m.max_age)
-        .max()
-        .unwrap_or(SignedDuration::from_mins(3))
-}
-
-fn minus(t: Timestamp, d: SignedDuration) -> Timestamp {
-    t.checked_sub(d).unwrap_or(Timestamp::MIN)
-}
-
-/// The instant up to which the ledger may forget a node's pods: its newest valid sample (and
-/// never earlier than `now - horizon`); while the node is unknown, never later than the second
-/// before it became unknown, so that the unknown-node cap sees every pod placed since.
-pub fn covered_until(
-    policy: &Policy,
-    readings: &[RawReading],
-    bad_since: &[Option<Timestamp>],
-    now: Timestamp,
-) -> Timestamp {
-    let floor = minus(now, horizon(policy));
-    let assessed: SmallVec<[Assessed; 4]> = policy
-        .metrics
-        .iter()
-        .zip(readings)
-        .map(|(spec, r)| r.classify(now, spec.max_age, spec.floor))
-        .collect();
-    let known_floor = scoring::newest_valid_sample(&assessed).map_or(floor, |t| t.max(floor));
-    match scoring::unknown_since(policy, readings, bad_since, now) {
-        Some(since) if since > Timestamp::MIN => {
-            let second = Timestamp::from_second(since.as_second()).unwrap_or(Timestamp::MIN);
-            known_floor.min(minus(second, SignedDuration::from_secs(1)))
-        }
-        _ => known_floor,
-    }
-}
-
-/// The span around `now` in which no reading of the node changes class (valid, stale, future).
-fn stable_span(policy: &Policy, readings: &[RawReading], now: Timestamp) -> (Timestamp, Timestamp) {
-    let one = SignedDuration::from_nanos(1);
-    let (mut from, mut until) = (Timestamp::MIN, Timestamp::MAX);
-    for (spec, r) in policy.metrics.iter().zip(readings) {
-        let RawReading::Parsed(reading) = r else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            reading.sampled_at.checked_sub(spec.max_age),
-            reading.sampled_at.checked_add(spec.max_age),
-        ) else {
-            continue;
-        };
-        if now < start {
-            until = until.min(start - one);
-        } else if now > end {
-            from = from.max(end + one);
-        } else {
-            from = from.max(start);
-            until = until.min(end);
-        }
-    }
-    (from, until)
-}
-
-/// Whether a reading is neither valid nor merely stale at `t`: missing, unparsable, below its
-/// floor or dated in the future.
-fn is_bad(policy: &Policy, i: usize, r: &RawReading, t: Timestamp) -> bool {
-    let Some(spec) = policy.metrics.get(i) else {
-        return false;
-    };
-    !matches!(
-        r.classify(t, spec.max_age, spec.floor),
-        Assessed::Valid { .. } | Assessed::Stale { .. }
-    )
-}
-
-/// Carries each metric's "bad since" from the node's previous entry to its new readings, seen at
-/// `t`: a bad value that was bad before keeps its instant; one that replaced a good reading went
-/// bad at `t` (or when that reading went stale, if earlier); one seen for the first time is
-/// dated `t - horizon`, as far back as the ledger remembers.
-pub fn next_bad_since(
-    policy: &Policy,
-    previous: Option<(&[RawReading], &[Option<Timestamp>])>,
-    readings: &[RawReading],
-    t: Timestamp,
-) -> BadSince {
-    let first_sight = minus(t, horizon(policy));
-    readings
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if !is_bad(policy, i, r, t) {
-                return None;
-            }
-            let Some((old_readings, old_since)) = previous else {
-                return Some(first_sight);
-            };
-            if let Some(Some(since)) = old_since.get(i) {
-                return Some(*since);
-            }
-            match old_readings.get(i) {
-                Some(RawReading::Parsed(old))
-                    if !is_bad(policy, i, &RawReading::Parsed(*old), t) =>
-                {
-                    let expiry = policy
-                        .metrics
-                        .get(i)
-                        .and_then(|s| old.sampled_at.checked_add(s.max_age).ok());
-                    Some(expiry.map_or(t, |e| e.min(t)))
-                }
-                _ => Some(first_sight),
-            }
-        })
-        .collect()
 }
 
 /// One immutable state of the index. Requests read exactly one.

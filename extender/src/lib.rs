@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod evaluate;
 pub mod explain;
 pub mod index;
 pub mod memory;
