@@ -19,18 +19,22 @@ pub struct Cli {
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
     /// Compute and print the plan; change nothing. Always on with --snapshot.
-    #[arg(long)]
+    #[arg(long, env = "REALLOAD_DRY_RUN")]
     pub dry_run: bool,
     /// Output format of the report.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// The whitelist ConfigMap, as namespace/name.
-    #[arg(long, default_value_t = format!("{}/{}", whitelist::DEFAULT_NAMESPACE, whitelist::DEFAULT_NAME))]
+    #[arg(long, env = "REALLOAD_WHITELIST_CONFIGMAP", default_value_t = format!("{}/{}", whitelist::DEFAULT_NAMESPACE, whitelist::DEFAULT_NAME))]
     pub whitelist_configmap: String,
     /// Run without a whitelist ConfigMap instead of aborting when it is missing.
     #[arg(long)]
     pub allow_missing_whitelist: bool,
     /// Where each workload's last eviction is recorded (the cooldown across runs), namespace/name.
-    #[arg(long, default_value = "realload-system/realload-descheduler-state")]
+    #[arg(
+        long,
+        env = "REALLOAD_STATE_CONFIGMAP",
+        default_value = "realload-system/realload-descheduler-state"
+    )]
     pub state_configmap: String,
 }

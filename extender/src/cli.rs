@@ -39,36 +39,36 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
     /// Address of the extender API (what kube-scheduler calls).
-    #[arg(long, default_value = "0.0.0.0:8888")]
+    #[arg(long, env = "REALLOAD_LISTEN", default_value = "0.0.0.0:8888")]
     pub listen: SocketAddr,
     /// Address of the admin endpoints: /healthz, /readyz, /metrics, /debug/nodes (no client
     /// certificate asked, so the kubelet's probes and Prometheus reach them).
-    #[arg(long, default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "REALLOAD_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
     /// Serve the admin endpoints over HTTPS too (the --tls-cert certificate, no client auth).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "REALLOAD_ADMIN_TLS", requires = "tls_cert")]
     pub admin_tls: bool,
     /// After SIGTERM, keep answering this long while unready, so that kube-scheduler stops
     /// calling before the listener closes (terminationGracePeriodSeconds must exceed it plus 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    #[arg(long, env = "REALLOAD_DRAIN_PERIOD", default_value = "10s", value_parser = parse_std_duration)]
     pub drain_period: Duration,
     /// Prefix of the extender routes, e.g. `/scheduler` for `/scheduler/filter`.
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "REALLOAD_PATH_PREFIX", default_value = "")]
     pub path_prefix: String,
     /// TLS certificate (PEM); with --tls-key, serve HTTPS.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "REALLOAD_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "REALLOAD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// CA bundle (PEM): when set, clients must present a certificate it signed.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "REALLOAD_CLIENT_CA", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
     /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "REALLOAD_BODY_LIMIT", default_value_t = 64 * 1024 * 1024)]
     pub body_limit: usize,
     /// Perform the Binding for kube-scheduler (configure `bindVerb: bind`).
-    #[arg(long)]
+    #[arg(long, env = "REALLOAD_BIND")]
     pub bind: bool,
     /// Close connections that have not sent complete request headers within this time.
     #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
@@ -98,19 +98,19 @@ pub struct CollectArgs {
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
     /// Where readings come from.
-    #[arg(long, value_enum, default_value_t = Source::Prometheus)]
+    #[arg(long, env = "REALLOAD_SOURCE", value_enum, default_value_t = Source::Prometheus)]
     pub source: Source,
     /// Prometheus base URL, e.g. http://prometheus.monitoring:9090.
     #[arg(long, env = "REALLOAD_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
     /// File holding a bearer token for Prometheus.
-    #[arg(long)]
+    #[arg(long, env = "REALLOAD_PROMETHEUS_TOKEN_FILE")]
     pub bearer_token_file: Option<PathBuf>,
     /// CA bundle (PEM) for Prometheus' certificate.
-    #[arg(long)]
+    #[arg(long, env = "REALLOAD_PROMETHEUS_CA")]
     pub prometheus_ca: Option<PathBuf>,
     /// node-exporter port on each node (with --source node-exporter).
-    #[arg(long, default_value_t = 9100)]
+    #[arg(long, env = "REALLOAD_NODE_EXPORTER_PORT", default_value_t = 9100)]
     pub node_exporter_port: u16,
     /// Run one cycle and exit.
     #[arg(long)]
@@ -122,10 +122,10 @@ pub struct CollectArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// Admin endpoints (/healthz, /readyz, /metrics).
-    #[arg(long, default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "REALLOAD_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
     /// Time allowed for one Prometheus query or node-exporter scrape.
-    #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
+    #[arg(long, env = "REALLOAD_QUERY_TIMEOUT", default_value = "10s", value_parser = parse_std_duration)]
     pub query_timeout: Duration,
     /// Attempts per Prometheus query (with backoff) before its readings are skipped.
     #[arg(long, default_value_t = 3)]
@@ -137,7 +137,7 @@ pub struct CollectArgs {
     #[arg(long, hide = true)]
     pub node_exporter_host: Option<String>,
     /// Node patches per second at most.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, env = "REALLOAD_PATCH_QPS", default_value_t = 20.0)]
     pub patch_qps: f64,
     /// This replica's name in the Lease (default: $POD_NAME, else $HOSTNAME).
     #[arg(long)]
@@ -146,7 +146,11 @@ pub struct CollectArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
     pub lease_namespace: String,
     /// Name of the leader-election Lease.
-    #[arg(long, default_value = "realload-collector")]
+    #[arg(
+        long,
+        env = "REALLOAD_LEASE_NAME",
+        default_value = "realload-collector"
+    )]
     pub lease_name: String,
     /// How long a lease holds without renewal; a standby takes over after it lapses.
     #[arg(long, default_value = "15s", value_parser = parse_std_duration)]

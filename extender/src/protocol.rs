@@ -139,27 +139,6 @@ impl PodSummary {
     }
 }
 
-/// The parts of a Node the extender reads in non-cache mode.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeSummary {
-    pub metadata: NodeMeta,
-    pub status: NodeStatusSummary,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeMeta {
-    pub name: String,
-    pub annotations: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct NodeStatusSummary {
-    pub allocatable: BTreeMap<String, String>,
-}
-
 /// What a non-cache request's Node carries for realload, borrowed from the body: its name, the
 /// annotations the policy reads, and its CPU and memory allocatable.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -174,3 +174,25 @@ fn the_node_scanner_reads_what_serde_reads() {
     assert_eq!(only.cpu.as_deref(), Some("2"));
     assert_eq!(only.memory, None);
 }
+
+/// The parts of a Node the extender reads in non-cache mode, as plain serde reads them: the
+/// reference the hand-written node scanner is checked against.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeSummary {
+    pub metadata: NodeMeta,
+    pub status: NodeStatusSummary,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeMeta {
+    pub name: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeStatusSummary {
+    pub allocatable: BTreeMap<String, String>,
+}
