@@ -6,6 +6,8 @@
 //! set of candidates. The extender, `explain`, the descheduler and the decision-quality simulator
 //! all call these, so they cannot disagree.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::Serialize;
 use smallvec::SmallVec;
@@ -286,23 +288,38 @@ pub fn assessment_from(
     }
 }
 
-/// Whether a node passes the load filter.
+/// Whether a node passes the load filter. Small and cheap to clone (16 bytes; a rejection is
+/// shared), since requests copy one per candidate node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "verdict", rename_all = "camelCase")]
 pub enum FilterVerdict {
     Pass,
     /// A valid estimated load above the metric's `filterAbove`.
-    Reject {
-        metric: String,
-        threshold: f64,
-        estimated: f64,
-    },
+    Reject(Arc<Rejection>),
     /// An unknown node that already took `guards.unknownPodCap` pods since it became unknown.
     #[serde(rename_all = "camelCase")]
     UnknownCap {
         placed: u32,
         cap: u32,
     },
+}
+
+/// Why a node with a valid reading is rejected.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub metric: String,
+    pub threshold: f64,
+    pub estimated: f64,
+}
+
+impl FilterVerdict {
+    pub fn reject(metric: &str, threshold: f64, estimated: f64) -> FilterVerdict {
+        FilterVerdict::Reject(Arc::new(Rejection {
+            metric: metric.to_string(),
+            threshold,
+            estimated,
+        }))
+    }
 }
 
 /// The filter-rejection reason of [`FilterVerdict::UnknownCap`] in metrics and logs.
@@ -317,9 +334,10 @@ impl FilterVerdict {
     pub fn message(&self) -> Option<String> {
         match self {
             FilterVerdict::Pass => None,
-            FilterVerdict::Reject {
-                metric, threshold, ..
-            } => Some(format!("realload: node {metric} above {threshold:.2}")),
+            FilterVerdict::Reject(r) => Some(format!(
+                "realload: node {} above {:.2}",
+                r.metric, r.threshold
+            )),
             FilterVerdict::UnknownCap { cap, .. } => Some(format!(
                 "realload: node load unknown and it took its {cap} pod(s) allowed until a valid reading; the pod waits for a reading or a known node"
             )),
@@ -330,7 +348,7 @@ impl FilterVerdict {
     pub fn reason(&self) -> Option<&str> {
         match self {
             FilterVerdict::Pass => None,
-            FilterVerdict::Reject { metric, .. } => Some(metric),
+            FilterVerdict::Reject(r) => Some(&r.metric),
             FilterVerdict::UnknownCap { .. } => Some(UNKNOWN_CAP_REASON),
         }
     }
@@ -344,11 +362,7 @@ pub fn filter_verdict(policy: &Policy, node: &NodeAssessment) -> FilterVerdict {
         if let (Some(threshold), Some(estimated)) = (spec.filter_above, m.estimated)
             && estimated > threshold
         {
-            return FilterVerdict::Reject {
-                metric: spec.name.clone(),
-                threshold,
-                estimated,
-            };
+            return FilterVerdict::reject(&spec.name, threshold, estimated);
         }
     }
     let cap = policy.guards.unknown_pod_cap;

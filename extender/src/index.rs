@@ -20,9 +20,12 @@ use realload_common::scoring::{self, Allocatable, BoundPod, Judgement, NodeAsses
 use smallvec::SmallVec;
 use tokio::sync::watch;
 
+mod dense;
 mod ledger;
 mod timeline;
 
+pub use dense::Dense;
+use dense::Nodes;
 pub use ledger::{Ledger, NodePods};
 use timeline::stable_span;
 pub use timeline::{BadSince, covered_until, horizon, next_bad_since};
@@ -85,6 +88,8 @@ pub struct Generation {
     pub id: u64,
     pub policy: Arc<Policy>,
     pub nodes: HashMap<Arc<str>, Arc<NodeEntry>>,
+    /// The nodes' cached judgements, laid out for requests (see [`Dense`]).
+    pub dense: Arc<Dense>,
     pub ledger: HashMap<Arc<str>, Arc<NodePods>>,
     pub ledger_len: usize,
     pub nodes_synced: bool,
@@ -100,6 +105,7 @@ impl Generation {
             id: 0,
             policy,
             nodes: HashMap::default(),
+            dense: Arc::default(),
             ledger: HashMap::default(),
             ledger_len: 0,
             nodes_synced: false,
@@ -151,12 +157,8 @@ impl Generation {
     /// The judgement of one indexed node at `now`, from the generation's cache while it holds.
     /// In-flight pods are not in it: see [`Judgement::with_in_flight`].
     pub fn judge(&self, name: &str, now: Timestamp) -> Judgement {
-        if let Some(entry) = self.nodes.get(name)
-            && let Some(c) = &entry.cached
-            && c.from <= now
-            && now <= c.until
-        {
-            return c.judgement.clone();
+        if let Some(judgement) = self.dense.get(name, now) {
+            return judgement;
         }
         scoring::judge(&self.policy, &self.assess(name, 0, now))
     }
@@ -193,7 +195,7 @@ impl Generation {
 #[derive(Debug)]
 struct Writer {
     policy: Arc<Policy>,
-    nodes: HashMap<Arc<str>, Arc<NodeEntry>>,
+    nodes: Nodes,
     ledger: Ledger,
     /// Objects collected during a watch's initial list, swapped in when it completes.
     pending_nodes: Option<HashMap<Arc<str>, Arc<NodeEntry>>>,
@@ -256,6 +258,7 @@ impl Writer {
         self.next_id += 1;
         let unknown_nodes = self
             .nodes
+            .map()
             .values()
             .filter(|e| e.cached.as_ref().is_none_or(|c| !c.judgement.known))
             .count();
@@ -263,7 +266,8 @@ impl Writer {
             unknown_nodes,
             id: self.next_id,
             policy: self.policy.clone(),
-            nodes: self.nodes.clone(),
+            nodes: self.nodes.map().clone(),
+            dense: self.nodes.dense(),
             ledger: self.ledger.by_node.clone(),
             ledger_len: self.ledger.len(),
             nodes_synced: self.nodes_synced,
@@ -299,7 +303,7 @@ impl Index {
             published: ArcSwap::from_pointee(Generation::empty(policy.clone())),
             writer: Mutex::new(Writer {
                 policy,
-                nodes: HashMap::default(),
+                nodes: Nodes::default(),
                 ledger: Ledger::default(),
                 pending_nodes: None,
                 pending_ledger: None,
@@ -357,6 +361,7 @@ impl Index {
         w.policy = Arc::new(policy);
         let views: Vec<NodeView> = w
             .nodes
+            .map()
             .values()
             .map(|e| {
                 let mut view = NodeView::clone(&e.view);
@@ -375,7 +380,7 @@ impl Index {
             let entry = w.with_judgement(entry, now);
             nodes.insert(entry.view.name.as_str().into(), Arc::new(entry));
         }
-        w.nodes = nodes;
+        w.nodes.replace(nodes);
         self.publish(&mut w);
     }
 
@@ -421,7 +426,7 @@ impl Index {
                 .into_iter()
                 .map(|(k, e)| (k, Arc::new(w.with_judgement(NodeEntry::clone(&e), now))))
                 .collect();
-            w.nodes = judged;
+            w.nodes.replace(judged);
         }
         w.nodes_synced = true;
         self.publish(&mut w);
@@ -499,7 +504,7 @@ impl Index {
         let mut w = self.write();
         if let Some(pending) = w.pending_ledger.take() {
             w.ledger = pending;
-            let names: Vec<Arc<str>> = w.nodes.keys().cloned().collect();
+            let names: Vec<Arc<str>> = w.nodes.map().keys().cloned().collect();
             for name in names {
                 w.rejudge(&name, now);
             }
@@ -568,6 +573,7 @@ impl Index {
         }
         let expired: Vec<Arc<str>> = w
             .nodes
+            .map()
             .iter()
             .filter(|(_, e)| {
                 e.cached

@@ -260,8 +260,16 @@ pub fn parse_bind(body: &[u8]) -> Result<BindArgs, ProtocolError> {
     })
 }
 
+/// Whether a string needs JSON escapes. A fold without early exit, so the compiler vectorizes it:
+/// node names are checked on every prioritize answer.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 fn push_json_string(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s) {
         // the usual case (node names, constant messages): nothing to escape
         out.push('"');
         out.push_str(s);
@@ -507,6 +515,23 @@ pub fn nodes_suffix(failed: &[(&str, &str)]) -> String {
     out
 }
 
+/// The prefix of a cache-mode filter answer, before the passing names.
+pub const NAMES_PREFIX: &str = "{\"Nodes\":null,\"NodeNames\":[";
+
+/// The rest of a cache-mode filter answer, after the passing names.
+pub fn names_suffix(failed: &[(&str, &str)]) -> String {
+    let mut out = String::from("]");
+    filter_tail(&mut out, failed);
+    out
+}
+
+/// A string as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_json_string(&mut out, s);
+    out
+}
+
 /// `ExtenderFilterResult` in the request's mode: `NodeNames` for names, `Nodes` (echoed bytes)
 /// for Node objects. `passed` holds candidate indices.
 pub fn filter_response(
@@ -555,15 +580,25 @@ pub fn filter_error(message: &str) -> String {
 }
 
 /// `HostPriorityList`: `[{"Host":..,"Score":..}]` with integer scores.
-pub fn prioritize_response<'s>(hosts: impl Iterator<Item = (&'s str, i64)>) -> String {
-    let mut out = String::from("[");
+pub fn prioritize_response<'s>(hosts: impl ExactSizeIterator<Item = (&'s str, i64)>) -> String {
+    // Scores are 0..=10 (kube-scheduler's MaxExtenderPriority): written from a table.
+    const SCORES: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    let mut out = String::with_capacity(2 + hosts.len() * 64);
+    out.push('[');
     for (i, (host, score)) in hosts.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"Host\":");
         push_json_string(&mut out, host);
-        let _ = write!(out, ",\"Score\":{score}}}");
+        out.push_str(",\"Score\":");
+        match usize::try_from(score).ok().and_then(|s| SCORES.get(s)) {
+            Some(text) => out.push_str(text),
+            None => {
+                let _ = write!(out, "{score}");
+            }
+        }
+        out.push('}');
     }
     out.push(']');
     out

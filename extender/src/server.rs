@@ -1,6 +1,7 @@
 //! The HTTP API: `POST /filter`, `/prioritize`, `/bind` (under `--path-prefix`), the admin
 //! endpoints and `GET /debug/nodes`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,9 +18,8 @@ use tracing::{debug, info, warn};
 
 use crate::memory::DecisionRecord;
 use crate::metrics::ReasonLabel;
-use crate::protocol::{self, Candidates, ExtenderArgs, NodeRead, ProtocolError};
+use crate::protocol::{self, Candidates, ExtenderArgs, ProtocolError};
 use crate::state::State;
-use serde_json::value::RawValue;
 
 mod bind;
 mod debug;
@@ -75,15 +75,48 @@ fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn read_body(app: &AppState, request: Request) -> Result<axum::body::Bytes, String> {
-    axum::body::to_bytes(request.into_body(), app.body_limit)
-        .await
-        .map_err(|_| {
-            format!(
-                "request body exceeds the {} byte limit (--body-limit) or could not be read",
-                app.body_limit
-            )
-        })
+/// Reads the request body into one buffer sized from `Content-Length`, each frame copied in as it
+/// arrives and dropped (axum's `to_bytes` would keep every frame and then copy them all into a
+/// second buffer). A body declared larger than the limit is refused before any of it is read.
+async fn read_body(app: &AppState, request: Request) -> Result<Bytes, String> {
+    use http_body_util::BodyExt;
+    let limit = app.body_limit;
+    let too_large = || format!("request body exceeds the {limit} byte limit (--body-limit)");
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = request.into_body();
+    // A body that arrives in one frame is used as it is, not copied.
+    let mut first: Option<Bytes> = None;
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("request body could not be read: {e}"))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let have = first.as_ref().map_or(0, Bytes::len) + buffer.len();
+        if have + data.len() > limit {
+            return Err(too_large());
+        }
+        if first.is_none() && buffer.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(head) = first.take() {
+            buffer.reserve_exact(declared.unwrap_or(0).max(head.len() + data.len()));
+            buffer.extend_from_slice(&head);
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(buffer),
+    })
 }
 
 /// A response body: one string, or chunks that reference the request's bytes (the echoed
@@ -115,32 +148,38 @@ impl Reply {
     }
 }
 
-/// The passing Nodes as slices of the request body, comma-separated. Nodes that pass one after
-/// another in the request are one slice (the request's own comma lies between them), so a typical
-/// answer is a handful of chunks rather than two per Node.
-fn echo_runs(body: &Bytes, nodes: &[(&RawValue, NodeRead<'_>)], passed: &[usize]) -> Vec<Bytes> {
-    let base = body.as_ptr() as usize;
-    // Where a Node lies in the body (always, as the parser borrows; checked all the same).
-    let span = |raw: &str| {
-        let start = (raw.as_ptr() as usize).checked_sub(base)?;
-        (start + raw.len() <= body.len()).then_some((start, start + raw.len()))
-    };
+/// Where `part` lies in `body`, if it was borrowed from it.
+fn span_in(body: &Bytes, part: &str) -> Option<(usize, usize)> {
+    let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    (start + part.len() <= body.len()).then_some((start, start + part.len()))
+}
+
+/// The passing candidates as slices of the request body, comma-separated: whole Node objects in
+/// non-cache mode, quoted names in cache mode. Candidates that pass one after another in the
+/// request are one slice (the request's own comma lies between them), so a typical answer is a
+/// handful of slices rather than one per node. `span(i)` is candidate `i`'s byte range in the
+/// body; a candidate without one (a name that had escapes) is written from `owned(i)`.
+fn echo_runs(
+    body: &Bytes,
+    passed: &[usize],
+    span: impl Fn(usize) -> Option<(usize, usize)>,
+    owned: impl Fn(usize) -> Bytes,
+) -> Vec<Bytes> {
     let mut out: Vec<Bytes> = Vec::new();
     let mut run: Option<(usize, usize, usize)> = None; // (first byte, end byte, last index)
+    let separate = |out: &mut Vec<Bytes>| {
+        if !out.is_empty() {
+            out.push(Bytes::from_static(b","));
+        }
+    };
     let flush = |out: &mut Vec<Bytes>, run: Option<(usize, usize, usize)>| {
         if let Some((first, end, _)) = run {
-            if !out.is_empty() {
-                out.push(Bytes::from_static(b","));
-            }
+            separate(out);
             out.push(body.slice(first..end));
         }
     };
     for &i in passed {
-        let Some((raw, _)) = nodes.get(i) else {
-            continue; // indices come from the same request; never out of range
-        };
-        let raw = raw.get();
-        match (span(raw), run) {
+        match (span(i), run) {
             (Some((_, end)), Some((first, _, last))) if i == last + 1 => {
                 run = Some((first, end, i))
             }
@@ -150,15 +189,26 @@ fn echo_runs(body: &Bytes, nodes: &[(&RawValue, NodeRead<'_>)], passed: &[usize]
             }
             (None, _) => {
                 flush(&mut out, run.take());
-                if !out.is_empty() {
-                    out.push(Bytes::from_static(b","));
-                }
-                out.push(Bytes::copy_from_slice(raw.as_bytes()));
+                separate(&mut out);
+                out.push(owned(i));
             }
         }
     }
     flush(&mut out, run);
     out
+}
+
+/// A name's quoted form in the body: a name serde borrowed had no escapes, so its quotes are the
+/// bytes on either side of it.
+#[allow(clippy::ptr_arg)] // whether the name was borrowed is what matters here
+fn quoted_name_span(body: &Bytes, name: &Cow<'_, str>) -> Option<(usize, usize)> {
+    let Cow::Borrowed(name) = name else {
+        return None;
+    };
+    let (start, end) = span_in(body, name)?;
+    let quoted = start.checked_sub(1)?..end + 1;
+    (body.get(quoted.start) == Some(&b'"') && body.get(end) == Some(&b'"'))
+        .then_some((quoted.start, quoted.end))
 }
 
 /// A filter request body in, the status and response body out (the handler's whole work,
@@ -184,38 +234,56 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
     record(state, Verb::Filter, &args, &eval);
     let mut passed = Vec::with_capacity(args.candidates.len());
     let mut messages: Vec<(usize, String)> = Vec::new();
+    // Rejections per reason, counted here and added to the metric once per reason.
+    let mut rejections: smallvec::SmallVec<[(&str, u64); 4]> = smallvec::SmallVec::new();
     for (i, v) in eval.verdicts.iter().enumerate() {
         match v.reason() {
             None => passed.push(i),
             Some(reason) => {
-                state
-                    .metrics
-                    .filter_rejections
-                    .get_or_create(&ReasonLabel {
-                        reason: reason.to_string(),
-                    })
-                    .inc();
+                match rejections.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, n)) => *n += 1,
+                    None => rejections.push((reason, 1)),
+                }
                 messages.push((i, v.message().unwrap_or_default()));
             }
         }
+    }
+    for (reason, n) in rejections {
+        state
+            .metrics
+            .filter_rejections
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
     }
     let failed: Vec<(&str, &str)> = messages
         .iter()
         .map(|(i, m)| (args.candidates.name(*i), m.as_str()))
         .collect();
-    let reply = match &args.candidates {
-        Candidates::Nodes(nodes) => {
-            let mut chunks = vec![Bytes::from_static(protocol::NODES_PREFIX.as_bytes())];
-            chunks.extend(echo_runs(body, nodes, &passed));
-            chunks.push(Bytes::from(protocol::nodes_suffix(&failed)));
-            Reply::Chunks(chunks)
-        }
-        Candidates::Names(_) => Reply::Text(protocol::filter_response(
-            &args.candidates,
+    let echoed = match &args.candidates {
+        Candidates::Nodes(nodes) => echo_runs(
+            body,
             &passed,
-            &failed,
-        )),
+            |i| span_in(body, nodes[i].0.get()),
+            |i| Bytes::copy_from_slice(nodes[i].0.get().as_bytes()),
+        ),
+        Candidates::Names(names) => echo_runs(
+            body,
+            &passed,
+            |i| quoted_name_span(body, &names[i]),
+            |i| Bytes::from(protocol::json_string(&names[i])),
+        ),
     };
+    let (prefix, suffix) = match &args.candidates {
+        Candidates::Nodes(_) => (protocol::NODES_PREFIX, protocol::nodes_suffix(&failed)),
+        Candidates::Names(_) => (protocol::NAMES_PREFIX, protocol::names_suffix(&failed)),
+    };
+    let mut chunks = Vec::with_capacity(echoed.len() + 2);
+    chunks.push(Bytes::from_static(prefix.as_bytes()));
+    chunks.extend(echoed);
+    chunks.push(Bytes::from(suffix));
+    let reply = Reply::Chunks(chunks);
     debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), passed = passed.len(), outcome = eval.outcome.as_str(), "filter");
     state.metrics.request(
         "filter",
@@ -303,7 +371,7 @@ async fn prioritize(AxumState(app): AxumState<AppState>, request: Request) -> Re
 
 fn bad_request(
     state: &State,
-    verb: &str,
+    verb: &'static str,
     started: Instant,
     e: &ProtocolError,
     body: String,

@@ -123,6 +123,11 @@ fn prioritize_and_bind_shapes() {
         r#"[{"Host":"a","Score":7},{"Host":"b","Score":0}]"#
     );
     assert_eq!(prioritize_response(std::iter::empty()), "[]");
+    // scores outside the table and names that need escapes
+    assert_eq!(
+        prioritize_response([("a\"b", -1), ("c", 11), ("d", 10)].into_iter()),
+        r#"[{"Host":"a\"b","Score":-1},{"Host":"c","Score":11},{"Host":"d","Score":10}]"#
+    );
     let bind = parse_bind(BIND.as_bytes()).unwrap();
     assert_eq!(bind.pod_name, "low-2");
     assert_eq!(bind.node, "fake-node-2");

@@ -594,7 +594,12 @@ fn echoed_runs_are_slices_of_the_request_and_valid_json() {
         (vec![1], 1),
         (vec![0, 2], 3),
     ] {
-        let chunks = echo_runs(&body, nodes, &passed);
+        let chunks = echo_runs(
+            &body,
+            &passed,
+            |i| span_in(&body, nodes[i].0.get()),
+            |i| Bytes::copy_from_slice(nodes[i].0.get().as_bytes()),
+        );
         assert_eq!(chunks.len(), expected_chunks, "{passed:?}");
         let want: Vec<String> = passed
             .iter()
@@ -606,6 +611,40 @@ fn echoed_runs_are_slices_of_the_request_and_valid_json() {
             let start = c.as_ptr() as usize - body.as_ptr() as usize;
             assert!(start + c.len() <= body.len());
         }
+    }
+}
+
+#[test]
+fn echoed_names_are_slices_of_the_request_except_escaped_ones() {
+    let body = Bytes::from_static(
+        br#"{"Pod":{"metadata":{"name":"p"}},"Nodes":null,"NodeNames":["a", "b","c\u0064","e","f"]}"#,
+    );
+    let args = protocol::parse_args(&body, &[]).unwrap();
+    let Candidates::Names(names) = &args.candidates else {
+        panic!("names expected")
+    };
+    for (passed, expected_chunks) in [
+        (vec![0, 1], 1),
+        (vec![0, 1, 2, 3, 4], 5),
+        (vec![3, 4], 1),
+        (vec![0, 4], 3),
+        (vec![2], 1),
+    ] {
+        let chunks = echo_runs(
+            &body,
+            &passed,
+            |i| quoted_name_span(&body, &names[i]),
+            |i| Bytes::from(protocol::json_string(&names[i])),
+        );
+        assert_eq!(chunks.len(), expected_chunks, "{passed:?}");
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let got: Vec<String> =
+            serde_json::from_slice(&[b"[", joined.as_slice(), b"]"].concat()).unwrap();
+        let want: Vec<&str> = passed
+            .iter()
+            .map(|i| ["a", "b", "cd", "e", "f"][*i])
+            .collect();
+        assert_eq!(got, want);
     }
 }
 

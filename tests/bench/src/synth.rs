@@ -54,8 +54,11 @@ impl Spec {
     }
 }
 
+/// Node names as long as real ones (EKS's `ip-10-100-19-136.ec2.internal`, matching the node's
+/// InternalIP): a `NodeNames` body for 5,000 nodes is about 150 KB, as kube-scheduler sends it.
 pub fn node_name(i: usize) -> String {
-    format!("node-{i:05}")
+    let (a, b, c) = (100 + i / 65536, (i / 256) % 256, i % 256);
+    format!("ip-10-{a}-{b}-{c}.ec2.internal")
 }
 
 /// One Node as the API server returns it (no managedFields).

@@ -2,11 +2,14 @@
 //!
 //! For each cluster size it starts the extender on a synthetic snapshot, then drives filter and
 //! prioritize over keep-alive HTTP/1.1 connections at a fixed concurrency for a fixed time and
-//! reports requests/s, p50 and p99. Its floor is the same harness, in the same run, against a
-//! trivial axum handler answering a constant body of the same size.
+//! reports requests/s, p50, p99 and the server's CPU time per request, read from
+//! `/proc/PID/task/*/schedstat` before and after the run. The floor runs in the same run, in its
+//! own process (this binary with `--floor-server`), measured the same way: an axum handler that
+//! reads the request body and answers a constant body of the extender's answer's size; with
+//! `--nocache` it also skips the body with serde (`IgnoredAny`), the least a JSON reader does.
 //!
 //! cargo build --release -p realload-extender -p realload-bench
-//! target/release/loadgen --extender target/release/realload-extender --sizes 100,1000,5000 --concurrency 32 --seconds 5
+//! target/release/loadgen --extender target/release/realload-extender --sizes 100,1000,5000 --concurrency 1,2 --seconds 5
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: failing loudly is right
 
 use std::net::SocketAddr;
@@ -23,18 +26,21 @@ use tokio::net::TcpStream;
 struct Args {
     extender: PathBuf,
     sizes: Vec<usize>,
-    concurrency: usize,
+    concurrency: Vec<usize>,
     seconds: u64,
     nocache: bool,
+    /// A name for the extender binary in the table (e.g. `old`, `new`).
+    label: String,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         extender: PathBuf::from("target/release/realload-extender"),
         sizes: vec![100, 1_000, 5_000],
-        concurrency: 32,
+        concurrency: vec![1, 2],
         seconds: 5,
         nocache: false,
+        label: "realload".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,7 +48,10 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--extender" => args.extender = PathBuf::from(value()),
             "--sizes" => args.sizes = value().split(',').map(|s| s.parse().unwrap()).collect(),
-            "--concurrency" => args.concurrency = value().parse().unwrap(),
+            "--concurrency" => {
+                args.concurrency = value().split(',').map(|s| s.parse().unwrap()).collect()
+            }
+            "--label" => args.label = value(),
             "--seconds" => args.seconds = value().parse().unwrap(),
             "--nocache" => args.nocache = true,
             other => panic!("unknown flag {other}"),
@@ -131,65 +140,145 @@ async fn drive(
     }
 }
 
-async fn constant_server(body: Bytes) -> SocketAddr {
-    // The handler reads the request body, as the extender must: a server that answers without
-    // reading a large body closes the connection afterwards, which is not keep-alive.
+/// CPU time used so far by every thread of a process, from the scheduler's own accounting
+/// (nanoseconds, unlike the 10 ms ticks of `/proc/PID/stat`).
+fn cpu_time(pid: u32) -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
+/// The floor, as its own process: reads the request body (as any real handler must, or hyper
+/// closes the connection), optionally skips it as JSON, and answers `answer`.
+async fn floor_server(addr: SocketAddr, answer: Bytes, skip_json: bool) {
+    use axum::serve::ListenerExt;
     let app = axum::Router::new()
         .fallback(move |request: Bytes| {
-            let body = body.clone();
+            let answer = answer.clone();
             async move {
+                if skip_json {
+                    std::hint::black_box(
+                        serde_json::from_slice::<serde::de::IgnoredAny>(&request).is_ok(),
+                    );
+                }
                 drop(request);
                 (
                     [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
+                    answer,
                 )
             }
         })
         // the extender's own limit is 64 MiB; axum's default for extractors is 2 MB
         .layer(axum::extract::DefaultBodyLimit::disable());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .unwrap()
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+    axum::serve(listener, app).await.unwrap();
+}
+
+/// Starts a server process and waits until it accepts connections.
+async fn start(mut command: Command, addr: SocketAddr) -> KillOnDrop {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the server (build with --release first)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    KillOnDrop(child)
+}
+
+/// Drives one server process and measures its CPU time over the run.
+async fn measure(
+    server: &KillOnDrop,
+    addr: SocketAddr,
+    path: &str,
+    body: &Bytes,
+    concurrency: usize,
+    seconds: u64,
+) -> (Outcome, Duration) {
+    let pid = server.0.id();
+    let before = cpu_time(pid);
+    let outcome = drive(addr, path, body.clone(), concurrency, seconds).await;
+    let used = cpu_time(pid).saturating_sub(before);
+    let per_request = used / outcome.requests.max(1) as u32;
+    (outcome, per_request)
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
+fn us(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e6)
+}
+
 #[tokio::main]
 async fn main() {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("--floor-server") {
+        let addr: SocketAddr = raw[2].parse().unwrap();
+        let answer = Bytes::from(std::fs::read(&raw[3]).unwrap());
+        floor_server(
+            addr,
+            answer,
+            raw.get(4).map(String::as_str) == Some("--skip-json"),
+        )
+        .await;
+        return;
+    }
     let args = parse_args();
     let dir = temp_dir("loadgen", "snapshots");
+    let floor_kind = if args.nocache {
+        "read + skip JSON + constant"
+    } else {
+        "read + constant"
+    };
+    println!("floor: {floor_kind}; CPU is the server process's, per request");
     println!(
-        "| verb | nodes | mode | concurrency | requests | req/s | p50 ms | p99 ms | floor req/s | floor p50 ms | floor p99 ms | req/s ratio |"
+        "| server | verb | nodes | mode | body KB | conn | req/s | p50 ms | p99 ms | CPU µs/req | floor req/s | floor p50 ms | floor p99 ms | floor CPU µs/req | CPU ratio |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // Builds from before the admin listener have no --admin-listen.
+    let help = Command::new(&args.extender)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run the extender");
+    let has_admin_listener = String::from_utf8_lossy(&help.stdout).contains("--admin-listen");
     for &size in &args.sizes {
         let spec = Spec::new(size, 0);
         let snapshot = dir.join(format!("cluster-{size}.json"));
         std::fs::write(&snapshot, synth::snapshot(&spec).to_string()).unwrap();
         let addr = free_addr();
-        let _server = KillOnDrop(
-            Command::new(&args.extender)
-                .args([
-                    "serve",
-                    "--snapshot",
-                    snapshot.to_str().unwrap(),
-                    "--now",
-                    "2026-11-22T01:05:00Z",
-                ])
-                .args(["--listen", &addr.to_string(), "--log-level", "warn"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start the extender (build it with --release first)"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "extender did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut command = Command::new(&args.extender);
+        command
+            .args([
+                "serve",
+                "--snapshot",
+                snapshot.to_str().unwrap(),
+                "--now",
+                "2026-11-22T01:05:00Z",
+            ])
+            .args(["--listen", &addr.to_string(), "--log-level", "warn"]);
+        if has_admin_listener {
+            command.args(["--admin-listen", &free_addr().to_string()]);
         }
+        let server = start(command, addr).await;
         let body = Bytes::from(synth::extender_body(&spec, !args.nocache));
         let mode = if args.nocache { "nocache" } else { "cache" };
         for verb in ["filter", "prioritize"] {
@@ -197,28 +286,46 @@ async fn main() {
             let mut sender = connect(addr).await;
             let (_, sample) = once(&mut sender, &path, &body).await;
             drop(sender);
-            let real = drive(addr, &path, body.clone(), args.concurrency, args.seconds).await;
-            let floor_addr = constant_server(sample).await;
-            let floor = drive(
-                floor_addr,
-                &path,
-                body.clone(),
-                args.concurrency,
-                args.seconds,
-            )
-            .await;
-            println!(
-                "| {verb} | {size} | {mode} | {} | {} | {:.0} | {} | {} | {:.0} | {} | {} | {:.2} |",
-                args.concurrency,
-                real.requests,
-                real.rps,
-                ms(real.p50),
-                ms(real.p99),
-                floor.rps,
-                ms(floor.p50),
-                ms(floor.p99),
-                real.rps / floor.rps
-            );
+            let answer = dir.join(format!("answer-{size}-{verb}.json"));
+            std::fs::write(&answer, &sample).unwrap();
+            let floor_addr = free_addr();
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command.args([
+                "--floor-server",
+                &floor_addr.to_string(),
+                answer.to_str().unwrap(),
+            ]);
+            if args.nocache {
+                command.arg("--skip-json");
+            }
+            let floor_server = start(command, floor_addr).await;
+            for &concurrency in &args.concurrency {
+                let (real, cpu) =
+                    measure(&server, addr, &path, &body, concurrency, args.seconds).await;
+                let (floor, floor_cpu) = measure(
+                    &floor_server,
+                    floor_addr,
+                    &path,
+                    &body,
+                    concurrency,
+                    args.seconds,
+                )
+                .await;
+                println!(
+                    "| {} | {verb} | {size} | {mode} | {:.0} | {concurrency} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2} |",
+                    args.label,
+                    body.len() as f64 / 1024.0,
+                    real.rps,
+                    ms(real.p50),
+                    ms(real.p99),
+                    us(cpu),
+                    floor.rps,
+                    ms(floor.p50),
+                    ms(floor.p99),
+                    us(floor_cpu),
+                    cpu.as_secs_f64() / floor_cpu.as_secs_f64().max(1e-9)
+                );
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,363 @@
+//! The request side of a generation: every node's cached judgement in a few contiguous arrays.
+//!
+//! A cache-mode request names up to every node of the cluster. Looking each name up in the map of
+//! [`NodeEntry`](super::NodeEntry)s touched two scattered heap objects per node (the key string
+//! and the entry), and at 5,000 nodes those cache misses were most of the request's CPU time. Here
+//! the names live in one buffer, a hash table maps a name to its index, and the judgements are
+//! one array of small slots, so a request walks a few hundred contiguous kilobytes.
+//!
+//! The writer keeps it in step with its node map ([`Nodes`]); a generation shares it by `Arc`
+//! and a change copies the slot array (a memcpy), not the names.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use jiff::Timestamp;
+use realload_common::scoring::{FilterVerdict, Judgement};
+use rustc_hash::FxBuildHasher;
+
+use super::{HashMap, NodeEntry};
+
+/// Node names in one buffer, and a table from name to index. Indices stay valid while a name is
+/// indexed; removed names leave a hole until the next compaction.
+#[derive(Debug, Clone, Default)]
+struct Names {
+    buffer: String,
+    spans: Vec<(u32, u32)>,
+    table: HashTable<u32>,
+    /// Indices whose name was removed.
+    holes: usize,
+}
+
+fn hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+impl Names {
+    fn name(&self, i: u32) -> &str {
+        let (start, len) = self.spans[i as usize];
+        &self.buffer[start as usize..(start + len) as usize]
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        self.table
+            .find(hash(name), |&i| self.name(i) == name)
+            .copied()
+    }
+
+    /// The name's index, adding it if new (`true` when added).
+    fn insert(&mut self, name: &str) -> (u32, bool) {
+        if let Some(i) = self.find(name) {
+            return (i, false);
+        }
+        let i = self.spans.len() as u32;
+        self.spans
+            .push((self.buffer.len() as u32, name.len() as u32));
+        self.buffer.push_str(name);
+        let Names {
+            buffer,
+            spans,
+            table,
+            ..
+        } = self;
+        table.insert_unique(hash(name), i, |&j| {
+            let (start, len) = spans[j as usize];
+            hash(&buffer[start as usize..(start + len) as usize])
+        });
+        (i, true)
+    }
+
+    fn remove(&mut self, name: &str) -> Option<u32> {
+        let Names {
+            buffer,
+            spans,
+            table,
+            holes,
+        } = self;
+        let entry = table
+            .find_entry(hash(name), |&i| {
+                let (start, len) = spans[i as usize];
+                &buffer[start as usize..(start + len) as usize] == name
+            })
+            .ok()?;
+        let (i, _) = entry.remove();
+        *holes += 1;
+        Some(i)
+    }
+}
+
+/// One node's cached judgement in 32 bytes. The span is kept in whole seconds, rounded inwards,
+/// so the cache is never trusted outside the span it was computed for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    from: i64,
+    until: i64,
+    unknown_pods: u32,
+    /// 0: passes; otherwise 1 + its index in `Dense::verdicts`.
+    verdict: u32,
+    score: i8,
+    known: bool,
+    live: bool,
+}
+
+/// The cached judgements of a generation, by node name.
+#[derive(Debug, Clone, Default)]
+pub struct Dense {
+    names: Arc<Names>,
+    slots: Vec<Slot>,
+    /// The verdicts of nodes that do not pass (few), referenced by their slots.
+    verdicts: Vec<FilterVerdict>,
+    /// Entries of `verdicts` no slot references any more, for reuse.
+    free_verdicts: Vec<u32>,
+}
+
+impl Dense {
+    /// The node's cached judgement, if it holds at `now`.
+    pub fn get(&self, name: &str, now: Timestamp) -> Option<Judgement> {
+        let slot = self.slots.get(self.names.find(name)? as usize)?;
+        let second = now.as_second();
+        if !(slot.live && slot.from <= second && second < slot.until) {
+            return None;
+        }
+        let verdict = match slot.verdict {
+            0 => FilterVerdict::Pass,
+            v => self.verdicts.get(v as usize - 1)?.clone(),
+        };
+        Some(Judgement {
+            known: slot.known,
+            verdict,
+            score: i64::from(slot.score),
+            unknown_pods: slot.unknown_pods,
+        })
+    }
+
+    fn set(&mut self, name: &str, judgement: &Judgement, from: Timestamp, until: Timestamp) {
+        let (i, _) = Arc::make_mut(&mut self.names).insert(name);
+        let i = i as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, Slot::default());
+        }
+        let old = self.slots[i].verdict;
+        let verdict = match (&judgement.verdict, old) {
+            (FilterVerdict::Pass, 0) => 0,
+            (FilterVerdict::Pass, old) => {
+                self.free_verdicts.push(old - 1);
+                0
+            }
+            (v, 0) => match self.free_verdicts.pop() {
+                Some(k) => {
+                    self.verdicts[k as usize] = v.clone();
+                    k + 1
+                }
+                None => {
+                    self.verdicts.push(v.clone());
+                    self.verdicts.len() as u32
+                }
+            },
+            (v, old) => {
+                self.verdicts[old as usize - 1] = v.clone();
+                old
+            }
+        };
+        // Inwards: the first whole second at or after `from`, the last before `until`.
+        let from_second = from.as_second() + i64::from(from.subsec_nanosecond() > 0);
+        self.slots[i] = Slot {
+            from: from_second,
+            until: until.as_second(),
+            unknown_pods: judgement.unknown_pods,
+            verdict,
+            score: judgement
+                .score
+                .clamp(i64::from(i8::MIN), i64::from(i8::MAX)) as i8,
+            known: judgement.known,
+            live: true,
+        };
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(i) = Arc::make_mut(&mut self.names).remove(name) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(i as usize) {
+            if slot.verdict != 0 {
+                self.free_verdicts.push(slot.verdict - 1);
+            }
+            *slot = Slot::default();
+        }
+    }
+
+    /// Rebuilt from scratch when the holes outnumber the names.
+    fn needs_compaction(&self) -> bool {
+        self.names.holes > 64 && self.names.holes * 2 >= self.names.spans.len()
+    }
+}
+
+/// The writer's node map together with its dense projection: every change goes through here,
+/// so the two never disagree.
+#[derive(Debug, Clone, Default)]
+pub struct Nodes {
+    map: HashMap<Arc<str>, Arc<NodeEntry>>,
+    dense: Arc<Dense>,
+}
+
+impl Nodes {
+    pub fn map(&self) -> &HashMap<Arc<str>, Arc<NodeEntry>> {
+        &self.map
+    }
+
+    pub fn dense(&self) -> Arc<Dense> {
+        self.dense.clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<NodeEntry>> {
+        self.map.get(name)
+    }
+
+    fn project(dense: &mut Dense, name: &str, entry: &NodeEntry) {
+        match &entry.cached {
+            Some(c) => dense.set(name, &c.judgement, c.from, c.until),
+            None => dense.remove(name),
+        }
+    }
+
+    pub fn insert(&mut self, name: Arc<str>, entry: Arc<NodeEntry>) {
+        Self::project(Arc::make_mut(&mut self.dense), &name, &entry);
+        self.map.insert(name, entry);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if self.map.remove(name).is_some() {
+            let dense = Arc::make_mut(&mut self.dense);
+            dense.remove(name);
+            if dense.needs_compaction() {
+                self.rebuild();
+            }
+        }
+    }
+
+    /// Replaces every node at once (a watch relisted, the policy changed).
+    pub fn replace(&mut self, map: HashMap<Arc<str>, Arc<NodeEntry>>) {
+        self.map = map;
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        let mut dense = Dense::default();
+        for (name, entry) in &self.map {
+            Self::project(&mut dense, name, entry);
+        }
+        self.dense = Arc::new(dense);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judgement(known: bool, score: i64, verdict: FilterVerdict) -> Judgement {
+        Judgement {
+            known,
+            verdict,
+            score,
+            unknown_pods: if known { 0 } else { 3 },
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn judgements_hold_only_inside_their_span_rounded_inwards() {
+        let mut d = Dense::default();
+        let j = judgement(true, 7, FilterVerdict::Pass);
+        d.set(
+            "a",
+            &j,
+            ts("2026-11-22T01:00:00.5Z"),
+            ts("2026-11-22T01:03:00.5Z"),
+        );
+        assert_eq!(
+            d.get("a", ts("2026-11-22T01:00:00.7Z")),
+            None,
+            "inside the first partial second"
+        );
+        assert_eq!(d.get("a", ts("2026-11-22T01:00:01Z")), Some(j.clone()));
+        assert_eq!(d.get("a", ts("2026-11-22T01:02:59.9Z")), Some(j.clone()));
+        assert_eq!(
+            d.get("a", ts("2026-11-22T01:03:00.2Z")),
+            None,
+            "the last partial second"
+        );
+        assert_eq!(d.get("b", ts("2026-11-22T01:01:00Z")), None);
+        // unbounded spans
+        d.set("b", &j, Timestamp::MIN, Timestamp::MAX);
+        assert_eq!(d.get("b", ts("2026-11-22T01:01:00Z")), Some(j));
+    }
+
+    #[test]
+    fn verdicts_names_and_holes_survive_updates_removals_and_compaction() {
+        let (from, until) = (Timestamp::MIN, Timestamp::MAX);
+        let now = ts("2026-11-22T01:00:00Z");
+        let reject = FilterVerdict::reject("cpu-avg-5m", 0.8, 0.93);
+        let mut nodes_dense = Dense::default();
+        for i in 0..500 {
+            let verdict = if i % 3 == 0 {
+                reject.clone()
+            } else {
+                FilterVerdict::Pass
+            };
+            nodes_dense.set(
+                &format!("node-{i}"),
+                &judgement(i % 5 != 0, i % 11, verdict),
+                from,
+                until,
+            );
+        }
+        // flip some verdicts both ways; the verdict list is reused, not grown
+        for i in 0..500 {
+            let verdict = if i % 3 == 1 {
+                reject.clone()
+            } else {
+                FilterVerdict::Pass
+            };
+            nodes_dense.set(
+                &format!("node-{i}"),
+                &judgement(true, 5, verdict),
+                from,
+                until,
+            );
+        }
+        assert!(
+            nodes_dense.verdicts.len() <= 167,
+            "{}",
+            nodes_dense.verdicts.len()
+        );
+        for i in (0..500).step_by(2) {
+            nodes_dense.remove(&format!("node-{i}"));
+        }
+        for i in 0..500 {
+            let got = nodes_dense.get(&format!("node-{i}"), now);
+            if i % 2 == 0 {
+                assert_eq!(got, None, "node-{i} was removed");
+            } else {
+                let want = if i % 3 == 1 {
+                    reject.clone()
+                } else {
+                    FilterVerdict::Pass
+                };
+                assert_eq!(got, Some(judgement(true, 5, want)), "node-{i}");
+            }
+        }
+        assert!(nodes_dense.needs_compaction());
+        // a removed name comes back at a new index
+        nodes_dense.set(
+            "node-0",
+            &judgement(true, 9, FilterVerdict::Pass),
+            from,
+            until,
+        );
+        assert_eq!(nodes_dense.get("node-0", now).map(|j| j.score), Some(9));
+    }
+}
