@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("floor-respond-prioritize", size), |b| {
                 b.iter(|| {
                     black_box(protocol::prioritize_response(
-                        names.iter().map(|n| (n.as_str(), 5)),
+                        names.iter().map(|n| (n.as_str(), true, 5)),
                     ))
                 })
             });

@@ -137,22 +137,33 @@ pub fn evaluate(
     };
     // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
-        Candidates::Names(names) => names
-            .iter()
-            .map(|name| {
-                generation
-                    .judge(name, now)
-                    .with_in_flight(policy, flying(name))
-            })
-            .collect(),
+        Candidates::Names(names) => match &in_flight {
+            // The usual case: nothing in flight, the cached judgements as they are.
+            None => names
+                .iter()
+                .map(|name| generation.judge(name, now))
+                .collect(),
+            Some(_) => names
+                .iter()
+                .map(|name| {
+                    generation
+                        .judge(name, now)
+                        .with_in_flight(policy, flying(name))
+                })
+                .collect(),
+        },
         Candidates::Nodes(nodes) => nodes
             .iter()
             .map(|(_, node)| {
+                let allocatable = allocatable_of(node);
+                if let Some(cached) = generation.judge_carried_if_indexed(node, allocatable, now) {
+                    return cached.with_in_flight(policy, flying(&node.name));
+                }
                 let readings = carried_readings(policy, node);
                 let assessment = generation.assess_carried(
                     &node.name,
                     &readings,
-                    allocatable_of(node),
+                    allocatable,
                     flying(&node.name),
                     now,
                 );

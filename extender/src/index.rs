@@ -79,6 +79,34 @@ struct CachedJudgement {
     judgement: Judgement,
     from: Timestamp,
     until: Timestamp,
+    /// See [`reading_fingerprint`].
+    fingerprint: u64,
+}
+
+/// A fingerprint of what a node's judgement is computed from that a non-cache request also
+/// carries: the values of the policy's reading annotations and the allocatable. A request whose
+/// Node has the fingerprint of the indexed one is judged from the cache without touching the
+/// index's copy (64 bits: two different annotation sets collide with odds of about 1 in 10^19,
+/// and both would be readings of the same node).
+pub fn reading_fingerprint<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    allocatable: Allocatable,
+) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    for value in values {
+        match value {
+            Some(v) => {
+                h.write_u8(1);
+                h.write(v.as_bytes());
+                h.write_u8(0xff);
+            }
+            None => h.write_u8(0),
+        }
+    }
+    h.write_u64(allocatable.cpu_millis);
+    h.write_u64(allocatable.memory_bytes);
+    h.finish()
 }
 
 /// One immutable state of the index. Requests read exactly one.
@@ -163,6 +191,25 @@ impl Generation {
         scoring::judge(&self.policy, &self.assess(name, 0, now))
     }
 
+    /// The cached judgement of a node a non-cache request carries, when the request's copy has
+    /// the [`reading_fingerprint`] of the index's (the usual case: the scheduler's cache and the
+    /// watch saw the same object). `None` means judge the carried copy.
+    pub fn judge_carried_if_indexed(
+        &self,
+        node: &crate::protocol::NodeRead<'_>,
+        allocatable: Allocatable,
+        now: Timestamp,
+    ) -> Option<Judgement> {
+        let fingerprint = reading_fingerprint(
+            self.policy
+                .metrics
+                .iter()
+                .map(|m| node.annotation(&m.annotation)),
+            allocatable,
+        );
+        self.dense.get_matching(&node.name, now, fingerprint)
+    }
+
     /// Judges a node from readings carried in the request (non-cache mode), with the ledger's
     /// pods for its name; the index's "bad since" instants apply when it holds the same readings.
     pub fn assess_carried(
@@ -230,10 +277,19 @@ impl Writer {
         };
         let judgement = scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now));
         let (from, until) = stable_span(&self.policy, &entry.view.readings, now);
+        let view = &entry.view;
+        let fingerprint = reading_fingerprint(
+            self.policy
+                .metrics
+                .iter()
+                .map(|m| view.annotations.get(&m.annotation).map(String::as_str)),
+            view.allocatable,
+        );
         entry.cached = Some(CachedJudgement {
             judgement,
             from,
             until,
+            fingerprint,
         });
         entry
     }
@@ -399,7 +455,11 @@ impl Index {
         w.ledger.prune_node(&name, covered);
         let entry = w.with_judgement(entry, now);
         w.nodes.insert(name, Arc::new(entry));
-        self.publish(&mut w);
+        // During the first list nothing is served from the index yet (requests get neutral
+        // answers until it syncs): publish once at the end, not once per node.
+        if w.nodes_synced || w.pending_nodes.is_none() {
+            self.publish(&mut w);
+        }
     }
 
     pub fn delete_node(&self, node: &Node) {

@@ -34,32 +34,341 @@ pub enum ProtocolError {
 }
 
 /// `ExtenderArgs` as sent: `Pod`, and either `Nodes` (a NodeList) or `NodeNames`.
-#[derive(Deserialize)]
-struct ArgsWire<'a> {
-    #[serde(rename = "Pod", alias = "pod", borrow, default)]
+#[derive(Default)]
+struct Envelope<'a> {
     pod: Option<&'a RawValue>,
-    #[serde(rename = "Nodes", alias = "nodes", borrow, default)]
-    nodes: Option<NodeListWire<'a>>,
-    #[serde(
-        rename = "NodeNames",
-        alias = "nodenames",
-        alias = "nodeNames",
-        borrow,
-        default
-    )]
-    node_names: Option<Vec<Name<'a>>>,
+    nodes: Option<Vec<(&'a [u8], NodeRead<'a>)>>,
+    node_names: Option<Vec<Cow<'a, str>>>,
 }
 
-/// A node name, borrowed from the body unless it had escapes (node names never do).
-struct Name<'a>(Cow<'a, str>);
+fn json_error(field: &str, e: impl std::fmt::Display) -> ProtocolError {
+    if field.is_empty() {
+        ProtocolError::Json(e.to_string())
+    } else {
+        ProtocolError::Json(format!("{field}: {e}"))
+    }
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
+/// JSON whitespace from `at` on.
+fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
+    while at < bytes.len() && matches!(bytes[at], b' ' | b'\n' | b'\r' | b'\t') {
+        at += 1;
+    }
+    at
+}
+
+/// One JSON value of type `T` starting at `at`, read by serde (which validates it); returns it
+/// and the offset just past it.
+fn serde_value<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    at: usize,
+    field: &str,
+) -> Result<(T, usize), ProtocolError> {
+    let rest = body.get(at..).unwrap_or_default();
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+    match values.next() {
+        Some(Ok(value)) => Ok((value, at + values.byte_offset())),
+        Some(Err(e)) => Err(json_error(field, e)),
+        None => Err(json_error(field, "EOF while parsing a value")),
+    }
+}
+
+/// Reads the request envelope. serde reads and validates every value except `NodeNames`, which
+/// [`split_names`] reads itself: one SIMD search per name instead of serde's per-string
+/// machinery and a second pass (at 5,000 names that was a third of a cache-mode request).
+fn parse_envelope<'a>(body: &'a [u8], keys: &[&str]) -> Result<Envelope<'a>, ProtocolError> {
+    let unexpected =
+        |at: usize, what: &str| ProtocolError::Json(format!("expected {what} at byte {at}"));
+    let mut envelope = Envelope::default();
+    let mut seen: [bool; 3] = [false; 3];
+    let mut at = skip_ws(body, 0);
+    if body.get(at) != Some(&b'{') {
+        // serde's wording for what it is instead
+        let (_, _) = serde_value::<std::collections::HashMap<&str, &RawValue>>(body, at, "")?;
+        return Err(unexpected(at, "an object"));
+    }
+    at = skip_ws(body, at + 1);
+    if body.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if body.get(at) != Some(&b'"') {
+                return Err(unexpected(at, "a key"));
+            }
+            let (key, next) = serde_value::<Cow<'_, str>>(body, at, "")?;
+            at = skip_ws(body, next);
+            if body.get(at) != Some(&b':') {
+                return Err(unexpected(at, "':'"));
+            }
+            at = skip_ws(body, at + 1);
+            let slot = match key.as_ref() {
+                "Pod" | "pod" => Some(0),
+                "Nodes" | "nodes" => Some(1),
+                "NodeNames" | "nodeNames" | "nodenames" => Some(2),
+                _ => None,
+            };
+            if let Some(k) = slot {
+                if seen[k] {
+                    return Err(ProtocolError::Json(format!("duplicate field `{key}`")));
+                }
+                seen[k] = true;
+            }
+            at = match slot {
+                Some(0) => {
+                    let (pod, next) = serde_value::<Option<&RawValue>>(body, at, "Pod")?;
+                    envelope.pod = pod;
+                    next
+                }
+                Some(1) if body.get(at) == Some(&b'{') => {
+                    let (nodes, next) = read_node_list(body, at, keys)?;
+                    envelope.nodes = nodes;
+                    next
+                }
+                Some(1) => {
+                    // `null`, or serde's error for whatever else it is
+                    let (_, next) = serde_value::<
+                        Option<std::collections::HashMap<&str, &RawValue>>,
+                    >(body, at, "Nodes")?;
+                    next
+                }
+                Some(_) if body.get(at) == Some(&b'[') => {
+                    let (names, next) = split_names(body, at)?;
+                    envelope.node_names = Some(names);
+                    next
+                }
+                Some(_) => {
+                    // `null`, or serde's error for whatever else it is
+                    let (names, next) =
+                        serde_value::<Option<Vec<Cow<'_, str>>>>(body, at, "NodeNames")?;
+                    envelope.node_names = names;
+                    next
+                }
+                None => serde_value::<serde::de::IgnoredAny>(body, at, key.as_ref())?.1,
+            };
+            at = skip_ws(body, at);
+            match body.get(at) {
+                Some(b',') => at = skip_ws(body, at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return Err(unexpected(at, "',' or '}'")),
+            }
+        }
+    }
+    at = skip_ws(body, at);
+    if at != body.len() {
+        return Err(ProtocolError::Json(format!(
+            "trailing characters at byte {at}"
+        )));
+    }
+    Ok(envelope)
+}
+
+/// Where the JSON string whose contents start at `start` ends (its closing quote), if every byte
+/// before it is printable ASCII other than `\\`; `None` for anything else (an escape, a control
+/// character, a non-ASCII byte, no closing quote). Eight bytes at a time: every byte of the word
+/// is tested for being a quote, a backslash, below 0x20 or above 0x7f at once.
+fn plain_string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut at = start;
+    let rest = bytes.get(start..)?;
+    let mut words = rest.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let special = zero_byte(word ^ (ONES * u64::from(b'"')))
+            | zero_byte(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+            | (word & HIGH);
+        if special != 0 {
+            // The first special byte decides (borrows only ever flag bytes after it).
+            let k = at + (special.trailing_zeros() / 8) as usize;
+            return (bytes[k] == b'"').then_some(k);
+        }
+        at += 8;
+    }
+    for &b in words.remainder() {
+        match b {
+            b'"' => return Some(at),
+            b'\\' | 0..=0x1f | 0x80..=0xff => return None,
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// Reads the `NodeNames` array starting at `at` (its `[`); returns the names, borrowed from the
+/// body unless a name has escapes (node names never do), and the offset past the `]`. Enforces
+/// what serde would: strings only, no raw control characters, valid UTF-8; a name with escapes
+/// is read by serde.
+fn split_names(body: &[u8], at: usize) -> Result<(Vec<Cow<'_, str>>, usize), ProtocolError> {
+    let not_strings = || ProtocolError::Json("NodeNames is not an array of strings".into());
+    let not_utf8 = || ProtocolError::Json("NodeNames: invalid UTF-8".into());
+    let open = at;
+    // One UTF-8 check from the array on, not one per name (the array is most of what follows
+    // it); plain names are slices of the checked text. Invalid bytes end the checked part, and
+    // a name that reaches into them is refused.
+    let text = match std::str::from_utf8(&body[open..]) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&body[open..open + e.valid_up_to()]).unwrap_or_default(),
+    };
+    let mut at = skip_ws(body, at + 1);
+    let mut names = Vec::with_capacity(body.len().saturating_sub(at) / 24 + 1);
+    if body.get(at) == Some(&b']') {
+        return Ok((names, at + 1));
+    }
+    loop {
+        if body.get(at) != Some(&b'"') {
+            return Err(not_strings());
+        }
+        let next = match plain_string_end(body, at + 1) {
+            // A plain name: ASCII, no escapes, no control characters.
+            Some(end) => {
+                let name = text.get(at + 1 - open..end - open).ok_or_else(not_utf8)?;
+                names.push(Cow::Borrowed(name));
+                end + 1
+            }
+            // Anything else (escapes, non-ASCII, invalid) is serde's to read or reject.
+            None => {
+                let (name, next) = serde_value::<Cow<'_, str>>(body, at, "NodeNames")?;
+                names.push(name);
+                next
+            }
+        };
+        at = skip_ws(body, next);
+        match body.get(at) {
+            Some(b',') => at = skip_ws(body, at + 1),
+            Some(b']') => return Ok((names, at + 1)),
+            _ => return Err(not_strings()),
+        }
+    }
+}
+
+/// Reads a NodeList (`{"metadata":{},"items":[...]}`) starting at its `{`: every item is read by
+/// serde in one pass, straight into the few fields realload uses, and its exact bytes are kept
+/// (a slice of the body) to be echoed. Returns `None` for `"items": null`.
+#[allow(clippy::type_complexity)]
+fn read_node_list<'a>(
+    body: &'a [u8],
+    at: usize,
+    keys: &[&str],
+) -> Result<(Option<Vec<(&'a [u8], NodeRead<'a>)>>, usize), ProtocolError> {
+    let unexpected =
+        |at: usize, what: &str| ProtocolError::Json(format!("Nodes: expected {what} at byte {at}"));
+    let mut items = None;
+    let mut at = skip_ws(body, at + 1);
+    if body.get(at) == Some(&b'}') {
+        return Ok((items, at + 1));
+    }
+    loop {
+        if body.get(at) != Some(&b'"') {
+            return Err(unexpected(at, "a key"));
+        }
+        let (key, next) = serde_value::<Cow<'_, str>>(body, at, "Nodes")?;
+        at = skip_ws(body, next);
+        if body.get(at) != Some(&b':') {
+            return Err(unexpected(at, "':'"));
+        }
+        at = skip_ws(body, at + 1);
+        at = if key == "items" && body.get(at) == Some(&b'[') {
+            if items.is_some() {
+                return Err(ProtocolError::Json("Nodes: duplicate field `items`".into()));
+            }
+            let mut nodes = Vec::new();
+            at = skip_ws(body, at + 1);
+            if body.get(at) == Some(&b']') {
+                at += 1;
+            } else {
+                loop {
+                    let index = nodes.len();
+                    let (node, next) = serde_value::<NodeWire<'_>>(body, at, "").map_err(|e| {
+                        ProtocolError::BadNode {
+                            index,
+                            message: e.to_string(),
+                        }
+                    })?;
+                    nodes.push((&body[at..next], node.into_read(keys)));
+                    at = skip_ws(body, next);
+                    match body.get(at) {
+                        Some(b',') => at = skip_ws(body, at + 1),
+                        Some(b']') => {
+                            at += 1;
+                            break;
+                        }
+                        _ => return Err(unexpected(at, "',' or ']'")),
+                    }
+                }
+            }
+            items = Some(nodes);
+            at
+        } else {
+            serde_value::<serde::de::IgnoredAny>(body, at, "Nodes")?.1
+        };
+        at = skip_ws(body, at);
+        match body.get(at) {
+            Some(b',') => at = skip_ws(body, at + 1),
+            Some(b'}') => return Ok((items, at + 1)),
+            _ => return Err(unexpected(at, "',' or '}'")),
+        }
+    }
+}
+
+/// A Node as a non-cache request carries it, read for its name, annotations and CPU and memory
+/// allocatable; serde skips the rest (status.images and the like are most of a Node's bytes).
+#[derive(Deserialize)]
+struct NodeWire<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<NodeMetaWire<'a>>,
+    #[serde(borrow, default)]
+    status: Option<NodeStatusWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct NodeMetaWire<'a> {
+    #[serde(borrow, default)]
+    name: Option<BorrowedStr<'a>>,
+    #[serde(borrow, default)]
+    annotations: Option<AnnotationsWire<'a>>,
+}
+
+/// A Node's annotations in the order they came, borrowed.
+struct AnnotationsWire<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AnnotationsWire<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = AnnotationsWire<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<BorrowedStr<'de>, BorrowedStr<'de>>()? {
+                    entries.push((k.0, v.0));
+                }
+                Ok(AnnotationsWire(entries))
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// A string borrowed from the body unless it had escapes (serde's `Cow<str>` always copies).
+struct BorrowedStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
             type Value = Cow<'de, str>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a node name")
+                f.write_str("a string")
             }
             fn visit_borrowed_str<E: serde::de::Error>(
                 self,
@@ -71,14 +380,49 @@ impl<'de: 'a, 'a> Deserialize<'de> for Name<'a> {
                 Ok(Cow::Owned(v.to_string()))
             }
         }
-        d.deserialize_str(V).map(Name)
+        d.deserialize_str(Text).map(BorrowedStr)
     }
 }
 
 #[derive(Deserialize)]
-struct NodeListWire<'a> {
+struct NodeStatusWire<'a> {
     #[serde(borrow, default)]
-    items: Option<Vec<&'a RawValue>>,
+    allocatable: Option<AllocatableWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AllocatableWire<'a> {
+    #[serde(borrow, default)]
+    cpu: Option<BorrowedStr<'a>>,
+    #[serde(borrow, default)]
+    memory: Option<BorrowedStr<'a>>,
+}
+
+impl<'a> NodeWire<'a> {
+    /// Keeps the annotations in `keys` (all when empty).
+    fn into_read(self, keys: &[&str]) -> NodeRead<'a> {
+        let (name, annotations) = match self.metadata {
+            Some(m) => (
+                m.name.map(|n| n.0).unwrap_or_default(),
+                m.annotations.map(|a| a.0).unwrap_or_default(),
+            ),
+            None => (Cow::Borrowed(""), Vec::new()),
+        };
+        let allocatable = self.status.and_then(|s| s.allocatable);
+        let (cpu, memory) = match allocatable {
+            Some(a) => (a.cpu.map(|c| c.0), a.memory.map(|m| m.0)),
+            None => (None, None),
+        };
+        NodeRead {
+            name,
+            annotations: annotations
+                .into_iter()
+                .filter(|(k, _)| keys.is_empty() || keys.contains(&k.as_ref()))
+                .collect(),
+            cpu,
+            memory,
+        }
+    }
 }
 
 /// The parts of a Pod the extender looks at.
@@ -150,6 +494,21 @@ pub struct NodeRead<'a> {
 }
 
 impl NodeRead<'_> {
+    /// The same, owning its strings.
+    pub fn into_owned(self) -> NodeRead<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        NodeRead {
+            name: own(self.name),
+            annotations: self
+                .annotations
+                .into_iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            cpu: self.cpu.map(own),
+            memory: self.memory.map(own),
+        }
+    }
+
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations
             .iter()
@@ -162,8 +521,9 @@ impl NodeRead<'_> {
 pub enum Candidates<'a> {
     /// `nodeCacheCapable=true`: names (borrowed from the body); readings come from the index.
     Names(Vec<Cow<'a, str>>),
-    /// `nodeCacheCapable=false`: each Node's raw bytes (to echo) and what was read from it.
-    Nodes(Vec<(&'a RawValue, NodeRead<'a>)>),
+    /// `nodeCacheCapable=false`: each Node's exact bytes in the request (to echo) and what was
+    /// read from it.
+    Nodes(Vec<(&'a [u8], NodeRead<'a>)>),
 }
 
 impl Candidates<'_> {
@@ -184,6 +544,16 @@ impl Candidates<'_> {
             Candidates::Nodes(n) => &n[i].1.name,
         }
     }
+
+    /// Candidate `i`'s name, and whether it can be written without escapes (it was borrowed
+    /// from the request unescaped, so it has nothing to escape).
+    pub fn name_verbatim(&self, i: usize) -> (&str, bool) {
+        let name = match self {
+            Candidates::Names(n) => &n[i],
+            Candidates::Nodes(n) => &n[i].1.name,
+        };
+        (name, matches!(name, Cow::Borrowed(_)))
+    }
 }
 
 pub struct ExtenderArgs<'a> {
@@ -193,8 +563,7 @@ pub struct ExtenderArgs<'a> {
 
 /// Parses a filter or prioritize body, keeping only the Node annotations in `keys` (all when empty).
 pub fn parse_args<'b>(body: &'b [u8], keys: &[&str]) -> Result<ExtenderArgs<'b>, ProtocolError> {
-    let wire: ArgsWire<'_> =
-        serde_json::from_slice(body).map_err(|e| ProtocolError::Json(e.to_string()))?;
+    let wire = parse_envelope(body, keys)?;
     let pod_raw = wire
         .pod
         .filter(|p| p.get() != "null")
@@ -204,17 +573,8 @@ pub fn parse_args<'b>(body: &'b [u8], keys: &[&str]) -> Result<ExtenderArgs<'b>,
     let candidates = match (wire.nodes, wire.node_names) {
         (Some(_), Some(_)) => return Err(ProtocolError::BothNodeForms),
         (None, None) => return Err(ProtocolError::NoNodes),
-        (None, Some(names)) => Candidates::Names(names.into_iter().map(|n| n.0).collect()),
-        (Some(list), None) => {
-            let items = list.items.unwrap_or_default();
-            let mut nodes = Vec::with_capacity(items.len());
-            for (index, raw) in items.into_iter().enumerate() {
-                let summary = summarize_node(raw.get(), keys)
-                    .map_err(|message| ProtocolError::BadNode { index, message })?;
-                nodes.push((raw, summary));
-            }
-            Candidates::Nodes(nodes)
-        }
+        (None, Some(names)) => Candidates::Names(names),
+        (Some(nodes), None) => Candidates::Nodes(nodes),
     };
     Ok(ExtenderArgs { pod, candidates })
 }
@@ -277,212 +637,6 @@ fn push_json_string(out: &mut String, s: &str) {
     } else if let Ok(quoted) = serde_json::to_string(s) {
         out.push_str(&quoted);
     }
-}
-
-/// A cursor over one Node object's JSON, which the `RawValue` pass has already validated.
-struct Scan<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.at += 1;
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
-        self.ws();
-        if self.peek() == Some(byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(format!("expected '{}' at byte {}", byte as char, self.at))
-        }
-    }
-
-    /// Skips a string starting at the opening quote; returns its raw contents.
-    fn string(&mut self) -> Result<&'a str, String> {
-        self.expect(b'"')?;
-        let start = self.at;
-        let bytes = self.text.as_bytes();
-        while let Some(&b) = bytes.get(self.at) {
-            match b {
-                b'\\' => self.at += 2,
-                b'"' => {
-                    self.at += 1;
-                    return Ok(&self.text[start..self.at - 1]);
-                }
-                _ => self.at += 1,
-            }
-        }
-        Err("unterminated string".into())
-    }
-
-    /// A string value (after optional whitespace); its raw contents.
-    fn string_value(&mut self) -> Result<&'a str, String> {
-        self.ws();
-        if self.peek() != Some(b'"') {
-            return Err(format!("expected a string at byte {}", self.at));
-        }
-        self.string()
-    }
-
-    /// Skips any value; returns its slice.
-    fn value(&mut self) -> Result<&'a str, String> {
-        self.ws();
-        let start = self.at;
-        match self.peek() {
-            Some(b'"') => {
-                self.string()?;
-            }
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                let bytes = self.text.as_bytes();
-                while let Some(&b) = bytes.get(self.at) {
-                    match b {
-                        b'"' => {
-                            self.string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at += 1;
-                                return Ok(&self.text[start..self.at]);
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.at += 1;
-                }
-                return Err("unterminated object or array".into());
-            }
-            Some(_) => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-                ) {
-                    self.at += 1;
-                }
-            }
-            None => return Err("unexpected end".into()),
-        }
-        Ok(&self.text[start..self.at])
-    }
-
-    /// Walks an object's members, calling `member(key, scan)` with the cursor on each value; the
-    /// callback consumes the value and returns false to stop early.
-    fn object(
-        &mut self,
-        mut member: impl FnMut(&'a str, &mut Self) -> Result<bool, String>,
-    ) -> Result<(), String> {
-        self.expect(b'{')?;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key = self.string()?;
-            self.expect(b':')?;
-            if !member(key, self)? {
-                return Ok(());
-            }
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return Err(format!("expected ',' or '}}' at byte {}", self.at)),
-            }
-        }
-    }
-}
-
-/// A JSON string's raw contents, unescaped; borrowed when there is nothing to unescape.
-fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
-    if raw.contains('\\') {
-        serde_json::from_str::<String>(&format!("\"{raw}\""))
-            .map(Cow::Owned)
-            .map_err(|e| e.to_string())
-    } else {
-        Ok(Cow::Borrowed(raw))
-    }
-}
-
-/// Reads a Node's name, the annotations in `keys` and its CPU and memory allocatable without
-/// parsing the rest (status.images, managedFields and the like are most of a Node's bytes): the
-/// members are walked, only those values are read (borrowed, not copied), and the walk stops once
-/// allocatable has been read. `keys` empty means every annotation.
-pub fn summarize_node<'a>(raw: &'a str, keys: &[&str]) -> Result<NodeRead<'a>, String> {
-    let mut node = NodeRead::default();
-    let mut scan = Scan { text: raw, at: 0 };
-    let string_at = |scan: &mut Scan<'a>, what: &str| -> Result<Cow<'a, str>, String> {
-        let raw = scan.string_value().map_err(|e| format!("{what}: {e}"))?;
-        unescape(raw).map_err(|e| format!("{what}: {e}"))
-    };
-    scan.object(|key, scan| {
-        match key {
-            "metadata" => scan.object(|key, scan| {
-                match key {
-                    "name" => node.name = string_at(scan, "metadata.name")?,
-                    "annotations" => scan.object(|k, scan| {
-                        if keys.is_empty() || keys.contains(&k) {
-                            let value = string_at(scan, "metadata.annotations")?;
-                            node.annotations.push((unescape(k)?, value));
-                        } else {
-                            scan.value()?;
-                        }
-                        Ok(true)
-                    })?,
-                    _ => {
-                        scan.value()?;
-                    }
-                }
-                Ok(true)
-            })?,
-            "status" => {
-                let mut done = false;
-                scan.object(|key, scan| {
-                    if key != "allocatable" {
-                        scan.value()?;
-                        return Ok(true);
-                    }
-                    scan.object(|k, scan| {
-                        match k {
-                            "cpu" => node.cpu = Some(string_at(scan, "status.allocatable.cpu")?),
-                            "memory" => {
-                                node.memory = Some(string_at(scan, "status.allocatable.memory")?)
-                            }
-                            _ => {
-                                scan.value()?;
-                            }
-                        }
-                        Ok(true)
-                    })?;
-                    done = true;
-                    Ok(false)
-                })?;
-                // once allocatable is read the rest of the Node does not matter
-                return Ok(!done);
-            }
-            _ => {
-                scan.value()?;
-            }
-        }
-        Ok(true)
-    })?;
-    Ok(node)
 }
 
 fn push_failed(out: &mut String, failed: &[(&str, &str)]) {
@@ -553,14 +707,14 @@ pub fn filter_response(
             filter_tail(&mut out, failed);
         }
         Candidates::Nodes(nodes) => {
-            let bytes: usize = passed.iter().map(|i| nodes[*i].0.get().len() + 1).sum();
+            let bytes: usize = passed.iter().map(|i| nodes[*i].0.len() + 1).sum();
             out.reserve(bytes);
             out.push_str(NODES_PREFIX);
             for (i, idx) in passed.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(nodes[*idx].0.get());
+                out.push_str(&String::from_utf8_lossy(nodes[*idx].0));
             }
             out.push_str(&nodes_suffix(failed));
         }
@@ -579,19 +733,29 @@ pub fn filter_error(message: &str) -> String {
     out
 }
 
-/// `HostPriorityList`: `[{"Host":..,"Score":..}]` with integer scores.
-pub fn prioritize_response<'s>(hosts: impl ExactSizeIterator<Item = (&'s str, i64)>) -> String {
+/// `HostPriorityList`: `[{"Host":..,"Score":..}]` with integer scores. Each host comes with
+/// whether it is known to need no escapes (a name borrowed from the request had none).
+pub fn prioritize_response<'s>(
+    hosts: impl ExactSizeIterator<Item = (&'s str, bool, i64)> + Clone,
+) -> String {
     // Scores are 0..=10 (kube-scheduler's MaxExtenderPriority): written from a table.
     const SCORES: [&str; 11] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
-    let mut out = String::with_capacity(2 + hosts.len() * 64);
+    let size: usize = hosts.clone().map(|(h, _, _)| h.len() + 24).sum();
+    let mut out = String::with_capacity(2 + size);
     out.push('[');
-    for (i, (host, score)) in hosts.enumerate() {
+    for (i, (host, verbatim, score)) in hosts.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str("{\"Host\":");
-        push_json_string(&mut out, host);
-        out.push_str(",\"Score\":");
+        if verbatim {
+            out.push_str("{\"Host\":\"");
+            out.push_str(host);
+            out.push_str("\",\"Score\":");
+        } else {
+            out.push_str("{\"Host\":");
+            push_json_string(&mut out, host);
+            out.push_str(",\"Score\":");
+        }
         match usize::try_from(score).ok().and_then(|s| SCORES.get(s)) {
             Some(text) => out.push_str(text),
             None => {

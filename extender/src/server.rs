@@ -149,7 +149,8 @@ impl Reply {
 }
 
 /// Where `part` lies in `body`, if it was borrowed from it.
-fn span_in(body: &Bytes, part: &str) -> Option<(usize, usize)> {
+fn span_in(body: &Bytes, part: &(impl AsRef<[u8]> + ?Sized)) -> Option<(usize, usize)> {
+    let part = part.as_ref();
     let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
     (start + part.len() <= body.len()).then_some((start, start + part.len()))
 }
@@ -265,8 +266,8 @@ pub fn filter_body(state: &State, body: &Bytes, started: Instant) -> (StatusCode
         Candidates::Nodes(nodes) => echo_runs(
             body,
             &passed,
-            |i| span_in(body, nodes[i].0.get()),
-            |i| Bytes::copy_from_slice(nodes[i].0.get().as_bytes()),
+            |i| span_in(body, nodes[i].0),
+            |i| Bytes::copy_from_slice(nodes[i].0),
         ),
         Candidates::Names(names) => echo_runs(
             body,
@@ -312,9 +313,10 @@ pub fn prioritize_body(state: &State, body: &[u8], started: Instant) -> (StatusC
     };
     let eval = evaluate(state, &generation, &args, Verb::Prioritize);
     record(state, Verb::Prioritize, &args, &eval);
-    let response = protocol::prioritize_response(
-        (0..args.candidates.len()).map(|i| (args.candidates.name(i), eval.scores[i])),
-    );
+    let response = protocol::prioritize_response((0..args.candidates.len()).map(|i| {
+        let (name, verbatim) = args.candidates.name_verbatim(i);
+        (name, verbatim, eval.scores[i])
+    }));
     debug!(pod = %args.pod.display_name(), candidates = args.candidates.len(), outcome = eval.outcome.as_str(), "prioritize");
     state.metrics.request(
         "prioritize",

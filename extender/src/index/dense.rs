@@ -24,10 +24,20 @@ use super::{HashMap, NodeEntry};
 #[derive(Debug, Clone, Default)]
 struct Names {
     buffer: String,
-    spans: Vec<(u32, u32)>,
-    table: HashTable<u32>,
+    /// Where each name lies in `buffer`, and its index: one entry holds all a lookup needs
+    /// but the bytes to compare.
+    table: HashTable<NameRef>,
+    /// Indices handed out so far (live names and holes).
+    count: u32,
     /// Indices whose name was removed.
     holes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NameRef {
+    start: u32,
+    len: u32,
+    index: u32,
 }
 
 fn hash(name: &str) -> u64 {
@@ -35,64 +45,60 @@ fn hash(name: &str) -> u64 {
 }
 
 impl Names {
-    fn name(&self, i: u32) -> &str {
-        let (start, len) = self.spans[i as usize];
-        &self.buffer[start as usize..(start + len) as usize]
+    fn text(buffer: &str, r: NameRef) -> &str {
+        &buffer[r.start as usize..(r.start + r.len) as usize]
     }
 
     fn find(&self, name: &str) -> Option<u32> {
+        let len = name.len() as u32;
         self.table
-            .find(hash(name), |&i| self.name(i) == name)
-            .copied()
+            .find(hash(name), |r| {
+                r.len == len && Self::text(&self.buffer, *r) == name
+            })
+            .map(|r| r.index)
     }
 
-    /// The name's index, adding it if new (`true` when added).
-    fn insert(&mut self, name: &str) -> (u32, bool) {
+    /// The name's index, adding it if new.
+    fn insert(&mut self, name: &str) -> u32 {
         if let Some(i) = self.find(name) {
-            return (i, false);
+            return i;
         }
-        let i = self.spans.len() as u32;
-        self.spans
-            .push((self.buffer.len() as u32, name.len() as u32));
+        let r = NameRef {
+            start: self.buffer.len() as u32,
+            len: name.len() as u32,
+            index: self.count,
+        };
+        self.count += 1;
         self.buffer.push_str(name);
-        let Names {
-            buffer,
-            spans,
-            table,
-            ..
-        } = self;
-        table.insert_unique(hash(name), i, |&j| {
-            let (start, len) = spans[j as usize];
-            hash(&buffer[start as usize..(start + len) as usize])
-        });
-        (i, true)
+        let buffer = &self.buffer;
+        self.table
+            .insert_unique(hash(name), r, |r| hash(Self::text(buffer, *r)));
+        r.index
     }
 
     fn remove(&mut self, name: &str) -> Option<u32> {
-        let Names {
-            buffer,
-            spans,
-            table,
-            holes,
-        } = self;
-        let entry = table
-            .find_entry(hash(name), |&i| {
-                let (start, len) = spans[i as usize];
-                &buffer[start as usize..(start + len) as usize] == name
+        let len = name.len() as u32;
+        let buffer = &self.buffer;
+        let entry = self
+            .table
+            .find_entry(hash(name), |r| {
+                r.len == len && Self::text(buffer, *r) == name
             })
             .ok()?;
-        let (i, _) = entry.remove();
-        *holes += 1;
-        Some(i)
+        let (r, _) = entry.remove();
+        self.holes += 1;
+        Some(r.index)
     }
 }
 
-/// One node's cached judgement in 32 bytes. The span is kept in whole seconds, rounded inwards,
+/// One node's cached judgement in 40 bytes. The span is kept in whole seconds, rounded inwards,
 /// so the cache is never trusted outside the span it was computed for.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     from: i64,
     until: i64,
+    /// See [`super::reading_fingerprint`].
+    fingerprint: u64,
     unknown_pods: u32,
     /// 0: passes; otherwise 1 + its index in `Dense::verdicts`.
     verdict: u32,
@@ -115,9 +121,24 @@ pub struct Dense {
 impl Dense {
     /// The node's cached judgement, if it holds at `now`.
     pub fn get(&self, name: &str, now: Timestamp) -> Option<Judgement> {
+        self.get_if(name, now, |_| true)
+    }
+
+    /// The node's cached judgement, if it holds at `now` and was computed from inputs with this
+    /// fingerprint.
+    pub fn get_matching(&self, name: &str, now: Timestamp, fingerprint: u64) -> Option<Judgement> {
+        self.get_if(name, now, |slot| slot.fingerprint == fingerprint)
+    }
+
+    fn get_if(
+        &self,
+        name: &str,
+        now: Timestamp,
+        accept: impl Fn(&Slot) -> bool,
+    ) -> Option<Judgement> {
         let slot = self.slots.get(self.names.find(name)? as usize)?;
         let second = now.as_second();
-        if !(slot.live && slot.from <= second && second < slot.until) {
+        if !(slot.live && slot.from <= second && second < slot.until && accept(slot)) {
             return None;
         }
         let verdict = match slot.verdict {
@@ -132,9 +153,14 @@ impl Dense {
         })
     }
 
-    fn set(&mut self, name: &str, judgement: &Judgement, from: Timestamp, until: Timestamp) {
-        let (i, _) = Arc::make_mut(&mut self.names).insert(name);
-        let i = i as usize;
+    fn set(
+        &mut self,
+        name: &str,
+        judgement: &Judgement,
+        (from, until): (Timestamp, Timestamp),
+        fingerprint: u64,
+    ) {
+        let i = Arc::make_mut(&mut self.names).insert(name) as usize;
         if self.slots.len() <= i {
             self.slots.resize(i + 1, Slot::default());
         }
@@ -165,6 +191,7 @@ impl Dense {
         self.slots[i] = Slot {
             from: from_second,
             until: until.as_second(),
+            fingerprint,
             unknown_pods: judgement.unknown_pods,
             verdict,
             score: judgement
@@ -189,7 +216,7 @@ impl Dense {
 
     /// Rebuilt from scratch when the holes outnumber the names.
     fn needs_compaction(&self) -> bool {
-        self.names.holes > 64 && self.names.holes * 2 >= self.names.spans.len()
+        self.names.holes > 64 && self.names.holes * 2 >= self.names.count as usize
     }
 }
 
@@ -216,7 +243,7 @@ impl Nodes {
 
     fn project(dense: &mut Dense, name: &str, entry: &NodeEntry) {
         match &entry.cached {
-            Some(c) => dense.set(name, &c.judgement, c.from, c.until),
+            Some(c) => dense.set(name, &c.judgement, (c.from, c.until), c.fingerprint),
             None => dense.remove(name),
         }
     }
@@ -275,8 +302,8 @@ mod tests {
         d.set(
             "a",
             &j,
-            ts("2026-11-22T01:00:00.5Z"),
-            ts("2026-11-22T01:03:00.5Z"),
+            (ts("2026-11-22T01:00:00.5Z"), ts("2026-11-22T01:03:00.5Z")),
+            7,
         );
         assert_eq!(
             d.get("a", ts("2026-11-22T01:00:00.7Z")),
@@ -292,8 +319,12 @@ mod tests {
         );
         assert_eq!(d.get("b", ts("2026-11-22T01:01:00Z")), None);
         // unbounded spans
-        d.set("b", &j, Timestamp::MIN, Timestamp::MAX);
-        assert_eq!(d.get("b", ts("2026-11-22T01:01:00Z")), Some(j));
+        d.set("b", &j, (Timestamp::MIN, Timestamp::MAX), 8);
+        let now = ts("2026-11-22T01:01:00Z");
+        assert_eq!(d.get("b", now), Some(j.clone()));
+        // the fingerprint of what it was computed from must match, when asked
+        assert_eq!(d.get_matching("b", now, 8), Some(j));
+        assert_eq!(d.get_matching("b", now, 9), None);
     }
 
     #[test]
@@ -311,8 +342,8 @@ mod tests {
             nodes_dense.set(
                 &format!("node-{i}"),
                 &judgement(i % 5 != 0, i % 11, verdict),
-                from,
-                until,
+                (from, until),
+                0,
             );
         }
         // flip some verdicts both ways; the verdict list is reused, not grown
@@ -325,8 +356,8 @@ mod tests {
             nodes_dense.set(
                 &format!("node-{i}"),
                 &judgement(true, 5, verdict),
-                from,
-                until,
+                (from, until),
+                0,
             );
         }
         assert!(
@@ -355,8 +386,8 @@ mod tests {
         nodes_dense.set(
             "node-0",
             &judgement(true, 9, FilterVerdict::Pass),
-            from,
-            until,
+            (from, until),
+            0,
         );
         assert_eq!(nodes_dense.get("node-0", now).map(|j| j.score), Some(9));
     }

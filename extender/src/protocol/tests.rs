@@ -31,7 +31,7 @@ fn parses_the_real_non_cache_body_and_echoes_nodes_byte_for_byte() {
     // the surviving Node is the request's bytes, unchanged
     let original: serde_json::Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
     assert_eq!(parsed["Nodes"]["items"][0], original["Nodes"]["items"][1]);
-    assert!(response.contains(nodes[1].0.get()));
+    assert!(response.contains(std::str::from_utf8(nodes[1].0).unwrap()));
 }
 
 #[test]
@@ -88,6 +88,61 @@ fn bad_requests_name_the_problem() {
 }
 
 #[test]
+fn node_names_split_as_serde_reads_them() {
+    let names = |body: &str| -> Result<Vec<String>, ProtocolError> {
+        let body = format!(r#"{{"Pod":{{}},"NodeNames":{body}}}"#);
+        let args = parse_args_all(body.as_bytes())?;
+        let Candidates::Names(n) = args.candidates else {
+            panic!("names expected")
+        };
+        Ok(n.into_iter().map(|c| c.into_owned()).collect())
+    };
+    for (body, want) in [
+        (r#"[]"#, vec![]),
+        (r#"[ ]"#, vec![]),
+        (r#"["a"]"#, vec!["a"]),
+        (
+            r#"["ip-10-0-0-1.ec2.internal","b"]"#,
+            vec!["ip-10-0-0-1.ec2.internal", "b"],
+        ),
+        ("[\n \"a\" ,\t\"b\"\n]", vec!["a", "b"]),
+        (r#"["a\"b","c\\"]"#, vec!["a\"b", "c\\"]),
+        (r#"["\u006eode","é"]"#, vec!["node", "é"]),
+        (r#"["","x"]"#, vec!["", "x"]),
+    ] {
+        let got = names(body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        let serde: Vec<String> = serde_json::from_str(body).unwrap();
+        assert_eq!(got, want, "{body}");
+        assert_eq!(got, serde, "{body}: serde reads the same");
+    }
+    // Names without escapes are borrowed from the body.
+    let body = br#"{"Pod":{},"NodeNames":["a","b\u0063"]}"#;
+    let args = parse_args_all(body).unwrap();
+    let Candidates::Names(n) = &args.candidates else {
+        panic!("names expected")
+    };
+    assert!(matches!(n[0], std::borrow::Cow::Borrowed("a")));
+    assert!(matches!(n[1], std::borrow::Cow::Owned(_)));
+    for bad in [r#"{"a":"b"}"#, r#""a""#, "3"] {
+        let e = names(bad).err().unwrap().to_string();
+        assert!(e.contains("NodeNames"), "{bad}: {e}");
+    }
+    for bad in [r#"[1]"#, r#"["a",null]"#, r#"[["a"]]"#] {
+        assert_eq!(
+            names(bad).err(),
+            Some(ProtocolError::Json(
+                "NodeNames is not an array of strings".into()
+            )),
+            "{bad}"
+        );
+    }
+    // Malformed JSON is serde's to report.
+    for bad in [r#"["a",]"#, r#"["a""#, "[\"a\u{1}\"]"] {
+        assert!(matches!(names(bad), Err(ProtocolError::Json(_))), "{bad}");
+    }
+}
+
+#[test]
 fn neutral_pods_follow_the_shared_rule_on_the_request_summary() {
     use realload_common::objects::NeutralPod;
     let cases = [
@@ -119,13 +174,13 @@ fn neutral_pods_follow_the_shared_rule_on_the_request_summary() {
 #[test]
 fn prioritize_and_bind_shapes() {
     assert_eq!(
-        prioritize_response([("a", 7), ("b", 0)].into_iter()),
+        prioritize_response([("a", true, 7), ("b", false, 0)].into_iter()),
         r#"[{"Host":"a","Score":7},{"Host":"b","Score":0}]"#
     );
     assert_eq!(prioritize_response(std::iter::empty()), "[]");
     // scores outside the table and names that need escapes
     assert_eq!(
-        prioritize_response([("a\"b", -1), ("c", 11), ("d", 10)].into_iter()),
+        prioritize_response([("a\"b", false, -1), ("c", true, 11), ("d", false, 10)].into_iter()),
         r#"[{"Host":"a\"b","Score":-1},{"Host":"c","Score":11},{"Host":"d","Score":10}]"#
     );
     let bind = parse_bind(BIND.as_bytes()).unwrap();
@@ -142,15 +197,27 @@ fn prioritize_and_bind_shapes() {
 }
 
 #[test]
-fn the_node_scanner_reads_what_serde_reads() {
+fn nodes_are_read_as_serde_reads_them_and_kept_byte_for_byte() {
     let original: serde_json::Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
+    let mut items = Vec::new();
     for item in original["Nodes"]["items"].as_array().unwrap() {
         let mut item = item.clone();
         item["metadata"]["annotations"] = serde_json::json!({"realload.io/cpu-avg-5m": "0.5,2026-11-22T01:00:00Z", "x\"y": "a}b{c]"});
         item["spec"] = serde_json::json!({"taints": [{"key": "k\\", "effect": "NoSchedule"}], "n": [1, 2.5e3, null, true]});
-        let text = serde_json::to_string_pretty(&item).unwrap();
-        let fast = summarize_node(&text, &[]).unwrap();
-        let slow: NodeSummary = serde_json::from_str(&text).unwrap();
+        items.push(serde_json::to_string_pretty(&item).unwrap());
+    }
+    let body = format!(
+        "{{\"Pod\":{{}},\"Nodes\":{{\"metadata\":{{}},\"items\":[\n{}\n]}},\"NodeNames\":null}}",
+        items.join(" ,\n")
+    );
+    let args = parse_args_all(body.as_bytes()).unwrap();
+    let Candidates::Nodes(nodes) = &args.candidates else {
+        panic!("Nodes expected")
+    };
+    assert_eq!(nodes.len(), items.len());
+    for ((raw, fast), text) in nodes.iter().zip(&items) {
+        assert_eq!(*raw, text.as_bytes(), "each Node's exact bytes");
+        let slow: NodeSummary = serde_json::from_str(text).unwrap();
         assert_eq!(fast.name, slow.metadata.name);
         let fast_annotations: BTreeMap<String, String> = fast
             .annotations
@@ -167,21 +234,35 @@ fn the_node_scanner_reads_what_serde_reads() {
             slow.status.allocatable.get("memory").map(String::as_str)
         );
         assert!(fast.cpu.is_some());
+        assert!(
+            matches!(fast.name, std::borrow::Cow::Borrowed(_)),
+            "borrowed"
+        );
     }
-    assert!(
-        summarize_node("{\"metadata\": {\"name\": 3}}", &[])
-            .unwrap_err()
-            .contains("metadata")
-    );
-    assert_eq!(summarize_node("{}", &[]).unwrap().name, "");
-    let only = summarize_node(r#"{"metadata":{"name":"n","annotations":{"a":"1","b":"2"}},"status":{"allocatable":{"cpu":"2","pods":"110"}}}"#, &["b"]).unwrap();
+    let node = |item: &str, keys: &[&str]| {
+        let body = format!(r#"{{"Pod":{{}},"Nodes":{{"items":[{item}]}}}}"#);
+        parse_args(body.as_bytes(), keys).map(|a| match a.candidates {
+            Candidates::Nodes(n) => n[0].1.clone().into_owned(),
+            Candidates::Names(_) => panic!("Nodes expected"),
+        })
+    };
+    assert!(matches!(
+        node(r#"{"metadata": {"name": 3}}"#, &[]),
+        Err(ProtocolError::BadNode { index: 0, .. })
+    ));
+    assert_eq!(node("{}", &[]).unwrap().name, "");
+    let only = node(
+        r#"{"metadata":{"name":"n","annotations":{"a":"1","b":"2"}},"status":{"allocatable":{"cpu":"2","pods":"110"}}}"#,
+        &["b"],
+    )
+    .unwrap();
     assert_eq!(only.annotations.len(), 1);
     assert_eq!(only.cpu.as_deref(), Some("2"));
     assert_eq!(only.memory, None);
 }
 
 /// The parts of a Node the extender reads in non-cache mode, as plain serde reads them: the
-/// reference the hand-written node scanner is checked against.
+/// reference the request reader is checked against.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct NodeSummary {
@@ -200,4 +281,118 @@ pub struct NodeMeta {
 #[serde(default)]
 pub struct NodeStatusSummary {
     pub allocatable: BTreeMap<String, String>,
+}
+
+mod envelope_matches_serde {
+    //! The envelope reader against serde on generated requests: same names and Pod when both
+    //! accept, and an error whenever serde has one.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Deserialize)]
+    struct Reference<'a> {
+        #[serde(rename = "Pod", alias = "pod", borrow, default)]
+        pod: Option<&'a RawValue>,
+        #[serde(rename = "Nodes", alias = "nodes", default)]
+        nodes: Option<serde_json::Value>,
+        #[serde(
+            rename = "NodeNames",
+            alias = "nodenames",
+            alias = "nodeNames",
+            default
+        )]
+        node_names: Option<Vec<String>>,
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["", " ", "\n", "\t ", "\r\n"])
+    }
+
+    fn element() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            r#""a""#,
+            r#""ip-10-100-19-136.ec2.internal""#,
+            r#""é""#,
+            r#""a\"b""#,
+            r#""\u0041""#,
+            r#""x\\""#,
+            "\"bad\u{1}\"",
+            r#""\x""#,
+            r#""""#,
+            "1",
+            "null",
+            r#"["a"]"#,
+        ])
+    }
+
+    fn names() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((element(), ws(), ws()), 0..5),
+            prop::sample::select(vec![",", ",", ",", "", ",,"]),
+            any::<bool>(),
+        )
+            .prop_map(|(items, sep, close)| {
+                let inner: Vec<String> =
+                    items.iter().map(|(e, a, b)| format!("{a}{e}{b}")).collect();
+                format!("[{}{}", inner.join(sep), if close { "]" } else { "" })
+            })
+    }
+
+    fn member() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => (prop::sample::select(vec!["Pod", "pod"]), ws()).prop_map(|(k, w)| format!(
+                r#""{k}"{w}:{w}{{"metadata":{{"name":"p"}}}}"#
+            )),
+            4 => (
+                prop::sample::select(vec!["NodeNames", "nodenames", "nodeNames"]),
+                names(),
+                ws()
+            )
+                .prop_map(|(k, v, w)| format!(r#""{k}"{w}:{w}{v}"#)),
+            1 => Just(r#""NodeNames":null"#.to_string()),
+            1 => Just(r#""Nodes":null"#.to_string()),
+            1 => Just(r#""Nodes":{"items":[]}"#.to_string()),
+            1 => Just(r#""Other":[1,{"x":"y"}]"#.to_string()),
+            1 => Just(r#""Pod":"#.to_string()),
+        ]
+    }
+
+    fn envelope() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((member(), ws()), 0..4),
+            ws(),
+            prop::sample::select(vec!["", "", "", " x", "}", ","]),
+        )
+            .prop_map(|(members, w, tail)| {
+                let inner: Vec<String> = members.iter().map(|(m, w)| format!("{m}{w}")).collect();
+                format!("{w}{{{w}{}}}{w}{tail}", inner.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn same_answers_as_serde(body in envelope()) {
+            let reference: Result<Reference<'_>, _> = serde_json::from_slice(body.as_bytes());
+            let ours = parse_envelope(body.as_bytes(), &[]);
+            match (reference, ours) {
+                (Ok(r), Ok(o)) => {
+                    prop_assert_eq!(r.pod.map(|p| p.get()), o.pod.map(|p| p.get()), "{}", body);
+                    let names: Option<Vec<String>> = o
+                        .node_names
+                        .map(|n| n.into_iter().map(|c| c.into_owned()).collect());
+                    prop_assert_eq!(r.node_names, names, "{}", body);
+                    prop_assert_eq!(r.nodes.is_some(), o.nodes.is_some(), "{}", body);
+                }
+                (Err(_), Err(_)) => {}
+                (r, o) => prop_assert!(
+                    false,
+                    "{}: serde {:?}, ours {:?}",
+                    body,
+                    r.err(),
+                    o.err()
+                ),
+            }
+        }
+    }
 }

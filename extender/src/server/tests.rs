@@ -165,6 +165,41 @@ async fn cache_mode_filters_hot_nodes_and_scores_every_input_node() {
 }
 
 #[tokio::test]
+async fn non_cache_mode_judges_the_carried_copy_when_it_differs_from_the_index() {
+    let r = app(state_with(
+        &[node("n1", "0.9500", FRESH), node("n2", "0.1000", FRESH)],
+        &[],
+    ));
+    let body = |n1_cpu: &str| {
+        let mut pod = real_pod();
+        pod["metadata"]["uid"] = json!(format!("carried-{n1_cpu}"));
+        serde_json::to_string(&json!({"Pod": pod, "NodeNames": null,
+            "Nodes": {"items": [node("n1", n1_cpu, FRESH), node("n2", "0.1000", FRESH)]}}))
+        .unwrap()
+    };
+    // the request's copy of n1 is cool while the index holds it hot: the request wins
+    let (_, v) = post(&r, "/scheduler/filter", body("0.1000")).await;
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 2, "{v}");
+    // the same copy as the index's: judged from the index's cached judgement, same rule
+    let (_, v) = post(&r, "/scheduler/filter", body("0.9500")).await;
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        v["FailedNodes"]["n1"],
+        "realload: node cpu-avg-5m above 0.80"
+    );
+    // allocatable differs: judged from the carried copy too (n1 with a 1-core allocatable)
+    let mut small = node("n1", "0.9500", FRESH);
+    small["status"]["allocatable"]["cpu"] = json!("1");
+    let mut pod = real_pod();
+    pod["metadata"]["uid"] = json!("carried-small");
+    let text = serde_json::to_string(&json!({"Pod": pod, "NodeNames": null,
+        "Nodes": {"items": [small, node("n2", "0.1000", FRESH)]}}))
+    .unwrap();
+    let (_, v) = post(&r, "/scheduler/filter", text).await;
+    assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 1, "{v}");
+}
+
+#[tokio::test]
 async fn non_cache_mode_reads_the_request_and_echoes_nodes_unchanged() {
     let r = app(state_with(&[], &[]));
     let mut body: Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
@@ -597,8 +632,8 @@ fn echoed_runs_are_slices_of_the_request_and_valid_json() {
         let chunks = echo_runs(
             &body,
             &passed,
-            |i| span_in(&body, nodes[i].0.get()),
-            |i| Bytes::copy_from_slice(nodes[i].0.get().as_bytes()),
+            |i| span_in(&body, nodes[i].0),
+            |i| Bytes::copy_from_slice(nodes[i].0),
         );
         assert_eq!(chunks.len(), expected_chunks, "{passed:?}");
         let want: Vec<String> = passed
