@@ -276,7 +276,8 @@ fn read_node_list<'a>(
             if items.is_some() {
                 return Err(ProtocolError::Json("Nodes: duplicate field `items`".into()));
             }
-            let mut nodes = Vec::new();
+            // A full Node is 2 KB or more: sized from the body, the list is never moved as it grows.
+            let mut nodes = Vec::with_capacity(body.len().saturating_sub(at) / 2048 + 1);
             at = skip_ws(body, at + 1);
             if body.get(at) == Some(&b']') {
                 at += 1;
@@ -334,13 +335,15 @@ struct NodeMetaWire<'a> {
 }
 
 /// A Node's annotations in the order they came, borrowed.
-struct AnnotationsWire<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+struct AnnotationsWire<'a>(Annotations<'a>);
+
+type Annotations<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 impl<'de: 'a, 'a> Deserialize<'de> for AnnotationsWire<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Entries;
         impl<'de> serde::de::Visitor<'de> for Entries {
-            type Value = AnnotationsWire<'de>;
+            type Value = Annotations<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a map of annotations")
             }
@@ -348,14 +351,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for AnnotationsWire<'a> {
                 self,
                 mut map: M,
             ) -> Result<Self::Value, M::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut entries = Vec::with_capacity(8);
                 while let Some((k, v)) = map.next_entry::<BorrowedStr<'de>, BorrowedStr<'de>>()? {
                     entries.push((k.0, v.0));
                 }
-                Ok(AnnotationsWire(entries))
+                Ok(entries)
             }
         }
-        d.deserialize_map(Entries)
+        let entries = d.deserialize_map(Entries)?;
+        Ok(AnnotationsWire(entries))
     }
 }
 
