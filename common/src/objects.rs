@@ -141,25 +141,27 @@ pub fn pod_requests(pod: &Pod) -> Requests {
     let mut sum = Requests::default();
     for c in &spec.containers {
         let r = container_requests(c);
-        sum.cpu_millis += r.cpu_millis;
-        sum.memory_bytes += r.memory_bytes;
+        sum.cpu_millis = sum.cpu_millis.saturating_add(r.cpu_millis);
+        sum.memory_bytes = sum.memory_bytes.saturating_add(r.memory_bytes);
     }
     let mut init_peak = Requests::default();
     let mut sidecars = Requests::default();
     for c in spec.init_containers.iter().flatten() {
         let r = container_requests(c);
         // Running sidecars (and the init container starting after them) hold resources together.
-        init_peak.cpu_millis = init_peak.cpu_millis.max(sidecars.cpu_millis + r.cpu_millis);
+        init_peak.cpu_millis = init_peak
+            .cpu_millis
+            .max(sidecars.cpu_millis.saturating_add(r.cpu_millis));
         init_peak.memory_bytes = init_peak
             .memory_bytes
-            .max(sidecars.memory_bytes + r.memory_bytes);
+            .max(sidecars.memory_bytes.saturating_add(r.memory_bytes));
         if c.restart_policy.as_deref() == Some("Always") {
-            sidecars.cpu_millis += r.cpu_millis;
-            sidecars.memory_bytes += r.memory_bytes;
+            sidecars.cpu_millis = sidecars.cpu_millis.saturating_add(r.cpu_millis);
+            sidecars.memory_bytes = sidecars.memory_bytes.saturating_add(r.memory_bytes);
         }
     }
-    sum.cpu_millis += sidecars.cpu_millis;
-    sum.memory_bytes += sidecars.memory_bytes;
+    sum.cpu_millis = sum.cpu_millis.saturating_add(sidecars.cpu_millis);
+    sum.memory_bytes = sum.memory_bytes.saturating_add(sidecars.memory_bytes);
     let overhead = |name: &str, parse: fn(&str) -> Result<u64, quantity::QuantityError>| {
         spec.overhead
             .as_ref()
@@ -168,10 +170,14 @@ pub fn pod_requests(pod: &Pod) -> Requests {
             .unwrap_or(0)
     };
     Requests {
-        cpu_millis: sum.cpu_millis.max(init_peak.cpu_millis)
-            + overhead("cpu", quantity::cpu_millis),
-        memory_bytes: sum.memory_bytes.max(init_peak.memory_bytes)
-            + overhead("memory", quantity::bytes),
+        cpu_millis: sum
+            .cpu_millis
+            .max(init_peak.cpu_millis)
+            .saturating_add(overhead("cpu", quantity::cpu_millis)),
+        memory_bytes: sum
+            .memory_bytes
+            .max(init_peak.memory_bytes)
+            .saturating_add(overhead("memory", quantity::bytes)),
     }
 }
 

@@ -506,6 +506,26 @@ pub fn decide_judged_with(
     }
 }
 
+/// The candidate a pod is tentatively reserved on once realload has ranked the nodes: the
+/// highest-scoring known candidate that passes (the first of equals), or none when the breaker
+/// tripped. kube-scheduler scores a whole burst before the first binding comes back through the
+/// watch (10 pods within 54 ms, the first binding seen 64 ms after the first pod was scored), so
+/// without a reservation every pod of the burst sees the same cool node. Unknown nodes are never
+/// reserved on: the unknown-node cap already counts pods in flight to them.
+pub fn reservation_target(decision: &Decision) -> Option<usize> {
+    if decision.breaker_tripped {
+        return None;
+    }
+    let mut best: Option<(usize, i64)> = None;
+    for (i, (verdict, score)) in decision.verdicts.iter().zip(&decision.scores).enumerate() {
+        let known = decision.known.get(i).copied().unwrap_or(false);
+        if verdict.passes() && known && best.is_none_or(|(_, s)| *score > s) {
+            best = Some((i, *score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
 /// [`decide_judged`] over full assessments.
 pub fn decide(policy: &Policy, candidates: &[NodeAssessment]) -> Decision {
     decide_judged(

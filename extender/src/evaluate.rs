@@ -62,6 +62,8 @@ pub struct Evaluation {
     pub scores: Vec<i64>,
     /// Candidates without valid readings (0 when the answer is neutral before judging).
     pub unknown: usize,
+    /// Prioritize: the candidate the pod was tentatively reserved on.
+    pub reserved_on: Option<usize>,
 }
 
 fn neutral(outcome: Outcome, n: usize) -> Evaluation {
@@ -70,6 +72,7 @@ fn neutral(outcome: Outcome, n: usize) -> Evaluation {
         verdicts: vec![FilterVerdict::Pass; n],
         scores: vec![NEUTRAL_SCORE; n],
         unknown: 0,
+        reserved_on: None,
     }
 }
 
@@ -109,7 +112,9 @@ fn carried_readings(policy: &Policy, node: &NodeRead<'_>) -> smallvec::SmallVec<
 /// The circuit breaker is judged on the nodes kube-scheduler offered: by the filter over its
 /// candidates, and by prioritize with the filter's verdict for the same pod (prioritize only sees
 /// what realload's own filter let through). A filter call that lets the pod onto unknown nodes
-/// counts it against their cap until its binding is seen.
+/// counts it against their cap until its binding is seen. Prioritize reserves the pod on the
+/// best-ranked known candidate (see [`scoring::reservation_target`]); other pods' reservations
+/// count in their nodes' hot-spot estimates until the bindings are seen.
 pub fn evaluate(
     state: &State,
     generation: &Generation,
@@ -135,20 +140,28 @@ pub fn evaluate(
             .copied()
             .unwrap_or(0)
     };
+    let reserved = state.memory.reserved_for(&key);
+    let reserved_on = |name: &str| -> &[scoring::BoundPod] {
+        reserved
+            .as_ref()
+            .and_then(|r| r.get(name))
+            .map_or(&[], |p| p.as_slice())
+    };
     // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
-        Candidates::Names(names) => match &in_flight {
-            // The usual case: nothing in flight, the cached judgements as they are.
-            None => names
+        Candidates::Names(names) => match (&in_flight, &reserved) {
+            // The usual case: nothing in flight or reserved, the cached judgements as they are.
+            (None, None) => names
                 .iter()
                 .map(|name| generation.judge(name, now))
                 .collect(),
-            Some(_) => names
+            _ => names
                 .iter()
-                .map(|name| {
-                    generation
+                .map(|name| match reserved_on(name) {
+                    [] => generation
                         .judge(name, now)
-                        .with_in_flight(policy, flying(name))
+                        .with_in_flight(policy, flying(name)),
+                    pods => generation.judge_reserved(name, pods, flying(name), now),
                 })
                 .collect(),
         },
@@ -156,7 +169,11 @@ pub fn evaluate(
             .iter()
             .map(|(_, node)| {
                 let allocatable = allocatable_of(node);
-                if let Some(cached) = generation.judge_carried_if_indexed(node, allocatable, now) {
+                let pods = reserved_on(&node.name);
+                if pods.is_empty()
+                    && let Some(cached) =
+                        generation.judge_carried_if_indexed(node, allocatable, now)
+                {
                     return cached.with_in_flight(policy, flying(&node.name));
                 }
                 let readings = carried_readings(policy, node);
@@ -165,6 +182,7 @@ pub fn evaluate(
                     &readings,
                     allocatable,
                     flying(&node.name),
+                    pods,
                     now,
                 );
                 scoring::judge(policy, &assessment)
@@ -202,6 +220,23 @@ pub fn evaluate(
             "circuit breaker: too many offered nodes without valid readings, load-awareness suspended for this pod"
         );
     }
+    let reserved_on = match verb {
+        Verb::Prioritize if policy.hotspot.reserve_ranked => scoring::reservation_target(&decision),
+        _ => None,
+    };
+    if let Some(i) = reserved_on {
+        let requests = args.pod.requests();
+        state.memory.reserve(
+            &key,
+            Arc::from(args.candidates.name(i)),
+            scoring::BoundPod {
+                bound_at: now,
+                cpu_millis: requests.cpu_millis,
+                memory_bytes: requests.memory_bytes,
+                pinned: false,
+            },
+        );
+    }
     Evaluation {
         outcome: if decision.breaker_tripped {
             Outcome::BreakerTripped
@@ -211,5 +246,6 @@ pub fn evaluate(
         verdicts: decision.verdicts,
         scores: decision.scores,
         unknown: decision.unknown,
+        reserved_on,
     }
 }

@@ -191,6 +191,35 @@ impl Generation {
         scoring::judge(&self.policy, &self.assess(name, 0, now))
     }
 
+    /// Assesses an indexed node with pods tentatively reserved on it, counted as bound when
+    /// they were reserved.
+    pub fn assess_reserved(
+        &self,
+        name: &str,
+        reserved: &[BoundPod],
+        in_flight: u32,
+        now: Timestamp,
+    ) -> NodeAssessment {
+        let mut input = self.input(name, in_flight);
+        let pods: SmallVec<[BoundPod; 16]> = input.pods.iter().chain(reserved).copied().collect();
+        input.pods = &pods;
+        scoring::assess(&self.policy, &input, now)
+    }
+
+    /// [`Generation::assess_reserved`], judged.
+    pub fn judge_reserved(
+        &self,
+        name: &str,
+        reserved: &[BoundPod],
+        in_flight: u32,
+        now: Timestamp,
+    ) -> Judgement {
+        scoring::judge(
+            &self.policy,
+            &self.assess_reserved(name, reserved, in_flight, now),
+        )
+    }
+
     /// The cached judgement of a node a non-cache request carries, when the request's copy has
     /// the [`reading_fingerprint`] of the index's (the usual case: the scheduler's cache and the
     /// watch saw the same object). `None` means judge the carried copy.
@@ -218,18 +247,30 @@ impl Generation {
         readings: &[RawReading],
         allocatable: Allocatable,
         in_flight: u32,
+        reserved: &[BoundPod],
         now: Timestamp,
     ) -> NodeAssessment {
         let bad_since: &[Option<Timestamp>] = match self.nodes.get(name) {
             Some(entry) if entry.view.readings.as_slice() == readings => &entry.bad_since,
             _ => &[],
         };
+        let ledger = self.pods_on(name);
+        let pods: std::borrow::Cow<'_, [BoundPod]> = if reserved.is_empty() {
+            ledger.into()
+        } else {
+            ledger
+                .iter()
+                .chain(reserved)
+                .copied()
+                .collect::<Vec<_>>()
+                .into()
+        };
         scoring::assess(
             &self.policy,
             &NodeInput {
                 readings,
                 bad_since,
-                pods: self.pods_on(name),
+                pods: &pods,
                 in_flight,
                 allocatable,
             },

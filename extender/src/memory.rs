@@ -8,6 +8,10 @@
 //!   than a binding comes back through the watch, so without this a burst could pile onto an
 //!   unknown node before the ledger saw one pod. A pod may land on only one of them, so this
 //!   over-counts for a moment, never under-counts.
+//! - The node realload ranked best for the pod (prioritize), where the pod is tentatively
+//!   *reserved* until its binding is seen (or [`RESERVE_FOR`] passes): the next pods of a burst
+//!   see its requests in that node's hot-spot estimate before any binding comes back. Where the
+//!   pod really lands, the ledger counts it from its binding on.
 //! - The last decisions, for `/debug/nodes`.
 
 use std::collections::VecDeque;
@@ -15,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use realload_common::scoring::BoundPod;
 use serde::Serialize;
 use smallvec::SmallVec;
 
@@ -22,6 +27,10 @@ use crate::index::HashMap;
 
 /// How long a filter call's verdict and reservations are remembered without a binding.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(30);
+/// How long a tentative reservation lasts without the pod's binding being seen. A binding comes
+/// back through the watch in well under a second; a pod kube-scheduler did not bind (another
+/// plugin said no, or it was preempted) stops weighing on the node after this.
+pub const RESERVE_FOR: Duration = Duration::from_secs(5);
 /// At most this many pods are remembered; beyond it, expired entries go, then everything.
 const MAX_PODS: usize = 100_000;
 /// How many recent decisions `/debug/nodes` shows.
@@ -34,14 +43,28 @@ struct Remembered {
     expires: Instant,
 }
 
+/// A pod tentatively counted on the node realload ranked best for it.
+#[derive(Debug, Clone)]
+struct Reservation {
+    node: Arc<str>,
+    pod: BoundPod,
+    expires: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     by_pod: HashMap<String, Remembered>,
     in_flight: HashMap<Arc<str>, u32>,
+    reserved: HashMap<String, Reservation>,
 }
 
 impl Inner {
     fn forget(&mut self, key: &str) {
+        self.forget_filtered(key);
+        self.reserved.remove(key);
+    }
+
+    fn forget_filtered(&mut self, key: &str) {
         if let Some(old) = self.by_pod.remove(key) {
             for node in old.unknown_nodes {
                 if let Some(n) = self.in_flight.get_mut(&node) {
@@ -62,10 +85,14 @@ impl Inner {
             .map(|(k, _)| k.clone())
             .collect();
         for key in expired {
-            self.forget(&key);
+            self.forget_filtered(&key);
         }
+        self.reserved.retain(|_, r| r.expires > now);
     }
 }
+
+/// Pods tentatively reserved per node, as one request sees them.
+pub type Reserved = HashMap<Arc<str>, SmallVec<[BoundPod; 2]>>;
 
 /// Pods heading for nodes, per node, as one request sees them.
 pub type InFlight = HashMap<Arc<str>, u32>;
@@ -109,7 +136,7 @@ impl PodMemory {
     ) {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.forget(key);
+        inner.forget_filtered(key);
         if inner.by_pod.len() >= MAX_PODS {
             inner.expire(now);
             if inner.by_pod.len() >= MAX_PODS {
@@ -133,6 +160,60 @@ impl PodMemory {
         );
     }
 
+    /// Reserves the pod on `node` (replacing its earlier reservation, if any).
+    pub fn reserve(&self, key: &str, node: Arc<str>, pod: BoundPod) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if inner.reserved.len() >= MAX_PODS {
+            inner.expire(now);
+            if inner.reserved.len() >= MAX_PODS {
+                tracing::warn!(
+                    pods = inner.reserved.len(),
+                    "reservations full; forgetting them"
+                );
+                inner.reserved.clear();
+            }
+        }
+        inner.reserved.insert(
+            key.to_string(),
+            Reservation {
+                node,
+                pod,
+                expires: now + RESERVE_FOR,
+            },
+        );
+    }
+
+    /// The pods reserved per node, leaving out the asking pod's own reservation; `None` when
+    /// nothing is reserved (the usual case outside bursts: no allocation).
+    pub fn reserved_for(&self, key: &str) -> Option<Reserved> {
+        let mut inner = self.lock();
+        if inner.reserved.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        inner.reserved.retain(|_, r| r.expires > now);
+        let mut per_node = Reserved::default();
+        for (pod, r) in &inner.reserved {
+            if pod != key {
+                per_node.entry(r.node.clone()).or_default().push(r.pod);
+            }
+        }
+        (!per_node.is_empty()).then_some(per_node)
+    }
+
+    /// Per node, the pods reserved on it (for `/debug/nodes` and `explain`).
+    pub fn reserved(&self) -> HashMap<Arc<str>, u32> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner.reserved.retain(|_, r| r.expires > now);
+        let mut per_node = HashMap::<Arc<str>, u32>::default();
+        for r in inner.reserved.values() {
+            *per_node.entry(r.node.clone()).or_default() += 1;
+        }
+        per_node
+    }
+
     /// The breaker verdict of the pod's last filter call, if it is recent.
     pub fn breaker_of(&self, key: &str) -> Option<bool> {
         let inner = self.lock();
@@ -146,7 +227,7 @@ impl PodMemory {
     /// The pod was bound (the ledger counts it now) or is gone.
     pub fn release(&self, key: &str) {
         let mut inner = self.lock();
-        if !inner.by_pod.is_empty() {
+        if !inner.by_pod.is_empty() || !inner.reserved.is_empty() {
             inner.forget(key);
         }
     }
@@ -189,6 +270,9 @@ pub struct DecisionRecord {
     /// Prioritize: the node(s) ranked best, ties included (at most 5 named).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub best: Vec<String>,
+    /// Prioritize: the node the pod was tentatively reserved on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_on: Option<String>,
 }
 
 /// The last decisions, newest last.
@@ -248,6 +332,46 @@ mod tests {
         assert_eq!(m.breaker_of("p1"), None);
     }
 
+    fn pod(cpu_millis: u64) -> BoundPod {
+        BoundPod {
+            bound_at: Timestamp::UNIX_EPOCH,
+            cpu_millis,
+            memory_bytes: 0,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn a_reservation_weighs_on_its_node_for_other_pods_until_released() {
+        let m = PodMemory::default();
+        assert!(m.reserved_for("p1").is_none(), "nothing reserved");
+        m.reserve("p1", Arc::from("a"), pod(1000));
+        m.reserve("p2", Arc::from("a"), pod(2000));
+        m.reserve("p3", Arc::from("b"), pod(500));
+        let for_p4 = m.reserved_for("p4").unwrap();
+        let cpu = |r: &Reserved, n: &str| -> u64 {
+            r.get(n).map_or(0, |p| p.iter().map(|p| p.cpu_millis).sum())
+        };
+        assert_eq!((cpu(&for_p4, "a"), cpu(&for_p4, "b")), (3000, 500));
+        let for_p1 = m.reserved_for("p1").unwrap();
+        assert_eq!(
+            cpu(&for_p1, "a"),
+            2000,
+            "the asking pod's own reservation is left out"
+        );
+        // prioritize again for p1 moves its reservation
+        m.reserve("p1", Arc::from("b"), pod(1000));
+        assert_eq!(m.reserved().get("a"), Some(&1));
+        assert_eq!(m.reserved().get("b"), Some(&2));
+        // a filter call does not drop the pod's reservation; its binding does
+        m.remember("p1", false, nodes(&[]));
+        assert_eq!(m.reserved().get("b"), Some(&2));
+        for p in ["p1", "p2", "p3"] {
+            m.release(p);
+        }
+        assert!(m.reserved().is_empty() && m.reserved_for("p4").is_none());
+    }
+
     #[test]
     fn the_filter_breaker_verdict_is_kept_for_prioritize() {
         let m = PodMemory::default();
@@ -270,6 +394,7 @@ mod tests {
                 breaker_tripped: false,
                 passed: 1,
                 best: Vec::new(),
+                reserved_on: None,
             });
         }
         let list = r.list();

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use realload_common::objects::NeutralPod;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -434,6 +435,29 @@ impl<'a> NodeWire<'a> {
 #[serde(default)]
 pub struct PodSummary {
     pub metadata: PodMeta,
+    pub spec: PodSpecSummary,
+}
+
+/// What a pod's requests are made of (the rule itself is [`realload_common::objects::pod_requests`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodSpecSummary {
+    pub containers: Vec<ContainerSummary>,
+    pub init_containers: Vec<ContainerSummary>,
+    pub overhead: Option<BTreeMap<String, Quantity>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerSummary {
+    pub resources: Option<ResourcesSummary>,
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ResourcesSummary {
+    pub requests: Option<BTreeMap<String, Quantity>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -473,6 +497,30 @@ impl PodSummary {
     }
 
     /// The key the extender remembers the pod under between its filter and prioritize calls.
+    /// The pod's effective requests, by the scheduler's rule.
+    pub fn requests(&self) -> realload_common::objects::Requests {
+        use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
+        let container = |c: &ContainerSummary| Container {
+            resources: Some(ResourceRequirements {
+                requests: c.resources.as_ref().and_then(|r| r.requests.clone()),
+                ..ResourceRequirements::default()
+            }),
+            restart_policy: c.restart_policy.clone(),
+            ..Container::default()
+        };
+        let spec = &self.spec;
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: spec.containers.iter().map(container).collect(),
+                init_containers: Some(spec.init_containers.iter().map(container).collect()),
+                overhead: spec.overhead.clone(),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
+        realload_common::objects::pod_requests(&pod)
+    }
+
     pub fn key(&self) -> String {
         let m = &self.metadata;
         crate::state::pod_key(m.uid.as_deref(), m.namespace.as_deref(), m.name.as_deref())

@@ -60,6 +60,9 @@ fn record(state: &State, verb: Verb, args: &ExtenderArgs<'_>, eval: &Evaluation)
         breaker_tripped: eval.outcome == Outcome::BreakerTripped,
         passed,
         best,
+        reserved_on: eval
+            .reserved_on
+            .map(|i| args.candidates.name(i).to_string()),
     });
 }
 

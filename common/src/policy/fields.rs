@@ -52,6 +52,10 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             policy.hotspot.memory_factor.to_string(),
         ),
         (
+            "hotspot.reserveRanked".into(),
+            policy.hotspot.reserve_ranked.to_string(),
+        ),
+        (
             "collector.deadband".into(),
             policy.collector.deadband.to_string(),
         ),

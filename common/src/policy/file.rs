@@ -103,6 +103,7 @@ pub struct GuardsFile {
 pub struct HotspotFile {
     pub cpu_factor: Option<f64>,
     pub memory_factor: Option<f64>,
+    pub reserve_ranked: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -88,6 +88,9 @@ pub struct Guards {
 pub struct Hotspot {
     pub cpu_factor: f64,
     pub memory_factor: f64,
+    /// Whether prioritize reserves a pod on the node it ranked best until the pod's binding is
+    /// seen, so the next pods of a burst see it in that node's estimate.
+    pub reserve_ranked: bool,
 }
 
 impl Hotspot {

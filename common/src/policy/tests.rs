@@ -65,7 +65,8 @@ fn built_in_defaults_are_the_ones_design_md_names() {
         p.hotspot,
         Hotspot {
             cpu_factor: 0.85,
-            memory_factor: 0.70
+            memory_factor: 0.70,
+            reserve_ranked: true,
         }
     );
     assert_eq!(p.collector.deadband, 0.02);

@@ -155,6 +155,7 @@ impl PolicyFile {
                 self.hotspot.memory_factor,
                 defaults::MEMORY_FACTOR,
             ),
+            reserve_ranked: self.hotspot.reserve_ranked.unwrap_or(true),
         };
         let deadband = self.collector.deadband.unwrap_or(defaults::DEADBAND);
         if !(deadband.is_finite() && (0.0..1.0).contains(&deadband)) {

@@ -318,3 +318,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reservation_goes_to_the_best_known_passing_candidate_first_of_equals() {
+    let decision = |verdicts: Vec<FilterVerdict>, scores: Vec<i64>, known: Vec<bool>| Decision {
+        breaker_tripped: false,
+        unknown: known.iter().filter(|k| !**k).count(),
+        verdicts,
+        scores,
+        known,
+    };
+    let pass = || FilterVerdict::Pass;
+    let d = decision(
+        vec![pass(), pass(), pass(), pass()],
+        vec![6, 9, 9, 3],
+        vec![true, true, true, true],
+    );
+    assert_eq!(reservation_target(&d), Some(1), "first of the two nines");
+    // A rejected node and an unknown node are never reserved on, however they score.
+    let d = decision(
+        vec![FilterVerdict::reject("cpu", 0.8, 0.9), pass(), pass()],
+        vec![10, 10, 4],
+        vec![true, false, true],
+    );
+    assert_eq!(reservation_target(&d), Some(2));
+    let d = decision(vec![pass()], vec![10], vec![false]);
+    assert_eq!(reservation_target(&d), None);
+    let mut tripped = decision(vec![pass(), pass()], vec![5, 5], vec![true, true]);
+    tripped.breaker_tripped = true;
+    assert_eq!(
+        reservation_target(&tripped),
+        None,
+        "no ranking when the breaker trips"
+    );
+    assert_eq!(reservation_target(&decision(vec![], vec![], vec![])), None);
+}

@@ -20,6 +20,9 @@ struct DebugNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     unknown_pods: Option<u32>,
     in_flight: u32,
+    /// Pods tentatively reserved on the node by prioritize, binding not seen yet (their
+    /// requests are in the hot-spot figures).
+    reserved: usize,
     filter: FilterVerdict,
     filter_message: Option<String>,
     score: i64,
@@ -40,6 +43,7 @@ struct DebugIndex {
     recent_breaker_trips: usize,
     ledger_pods: usize,
     in_flight_pods: usize,
+    reserved_pods: usize,
     recent_decisions: Vec<DecisionRecord>,
     nodes: Vec<DebugNode>,
 }
@@ -55,9 +59,11 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
     let mut names: Vec<&Arc<str>> = generation.nodes.keys().collect();
     names.sort();
     let flying = |n: &str| in_flight.get(n).copied().unwrap_or(0);
+    let reserved = state.memory.reserved_for("").unwrap_or_default();
+    let reserved_on = |n: &str| reserved.get(n).map_or(&[][..], |p| p.as_slice());
     let assessments: Vec<NodeAssessment> = names
         .iter()
-        .map(|n| generation.assess(n, flying(n), now))
+        .map(|n| generation.assess_reserved(n, reserved_on(n), flying(n), now))
         .collect();
     let decision = scoring::decide(policy, &assessments);
     let nodes = names
@@ -78,6 +84,7 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
                 unknown_since: a.unknown_since,
                 unknown_pods: (!a.known).then_some(a.unknown_pods),
                 in_flight: flying(name),
+                reserved: reserved_on(name).len(),
                 filter_message: decision.verdicts[i].message(),
                 filter: decision.verdicts[i].clone(),
                 score: decision.scores[i],
@@ -95,6 +102,7 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
         recent_breaker_trips: recent.iter().filter(|r| r.breaker_tripped).count(),
         ledger_pods: generation.ledger_len,
         in_flight_pods: state.memory.len(),
+        reserved_pods: reserved.values().map(|p| p.len()).sum(),
         recent_decisions: recent,
         nodes,
     };

@@ -762,6 +762,100 @@ async fn an_unknown_node_takes_at_most_the_cap_even_before_bindings_arrive() {
     assert_eq!(u1["filter"]["verdict"], "unknownCap");
 }
 
+fn prioritize_body_for(uid: &str, cpu: &str, names: &[&str]) -> String {
+    let mut pod = real_pod();
+    pod["metadata"]["uid"] = json!(uid);
+    pod["metadata"]["name"] = json!(uid);
+    pod["spec"]["containers"] =
+        json!([{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]);
+    serde_json::to_string(&json!({"Pod": pod, "Nodes": null, "NodeNames": names})).unwrap()
+}
+
+#[tokio::test]
+async fn prioritize_reserves_the_pod_on_the_best_node_until_its_binding_is_seen() {
+    let state = state_with(
+        &[
+            node("a", "0.0500", FRESH),
+            node("b", "0.3000", FRESH),
+            node("c", "0.3000", FRESH),
+        ],
+        &[],
+    );
+    let r = app(state.clone());
+    let offered = ["a", "b", "c"];
+    let (_, first) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p1", "4", &offered),
+    )
+    .await;
+    assert!(score_of(&first, "a") > score_of(&first, "b"), "{first}");
+    // p1 asks again (a retry): its own reservation does not count against it
+    let (_, again) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p1", "4", &offered),
+    )
+    .await;
+    assert_eq!(scores(&again), scores(&first));
+    // the next pod of the burst, before p1's binding is seen: a carries p1's 4 cores
+    let (_, second) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p2", "4", &offered),
+    )
+    .await;
+    assert!(score_of(&second, "a") < score_of(&first, "a"), "{second}");
+    assert!(score_of(&second, "b") >= score_of(&second, "a"), "{second}");
+    let (_, debug) = get(&r, "/debug/nodes").await;
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let reserved = |name: &str| {
+        debug["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()["reserved"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(reserved("a"), 1, "{debug}");
+    assert_eq!(debug["reservedPods"], 2);
+    let decisions = debug["recentDecisions"].as_array().unwrap();
+    assert_eq!(decisions[0]["reservedOn"], "a");
+    // p1 was bound elsewhere: the ledger counts it on b, the reservation on a goes
+    state.apply_pod(&serde_json::from_value(bound_pod("p1", "b", "4", NOW)).unwrap());
+    let (_, third) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p3", "4", &offered),
+    )
+    .await;
+    let p2_node = decisions[2]["reservedOn"].as_str().unwrap().to_string();
+    if p2_node != "a" {
+        assert_eq!(score_of(&third, "a"), score_of(&first, "a"), "{third}");
+    }
+    assert!(
+        score_of(&third, "b") < score_of(&first, "b"),
+        "b carries p1: {third}"
+    );
+    // the policy can switch reservations off
+    state.set_policy(Policy::from_yaml("hotspot: {reserveRanked: false}").unwrap());
+    let (_, off) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p4", "4", &offered),
+    )
+    .await;
+    let (_, off2) = post(
+        &r,
+        "/scheduler/prioritize",
+        prioritize_body_for("p5", "4", &offered),
+    )
+    .await;
+    assert_eq!(score_of(&off2, "c"), score_of(&off, "c"));
+}
+
 #[tokio::test]
 async fn the_breaker_is_judged_on_the_offered_nodes_not_on_what_the_filter_left() {
     // 2 of 6 offered nodes are unknown: no trip. The filter removes the three hot ones, so

@@ -154,6 +154,8 @@ struct RealloadState {
     bad_since: Vec<BadSince>,
     /// (scheduled at, ms; the unknown nodes the filter let the pod onto).
     in_flight: VecDeque<(i64, Vec<usize>)>,
+    /// (reserved at, ms; the node realload ranked best; the pod as counted there).
+    reserved: VecDeque<(i64, usize, BoundPod)>,
     /// Unknown nodes among all, as of the last step (the breaker's fleet condition).
     fleet_unknown: usize,
     last_evictions: BTreeMap<realload_descheduler::plan::WorkloadKey, Timestamp>,
@@ -210,6 +212,7 @@ impl<'a> Sim<'a> {
                 readings,
                 bad_since,
                 in_flight: VecDeque::new(),
+                reserved: VecDeque::new(),
                 fleet_unknown: 0,
                 last_evictions: BTreeMap::new(),
             },

@@ -58,6 +58,7 @@ impl Sim<'_> {
     /// its score; and the unknown nodes it let the pod onto.
     pub(super) fn realload_decision(
         &mut self,
+        pod: usize,
         candidates: &[usize],
         now_ms: i64,
     ) -> (Vec<(bool, i64)>, Vec<usize>) {
@@ -70,6 +71,15 @@ impl Sim<'_> {
             .is_some_and(|(at, _)| at + lag <= now_ms)
         {
             self.realload.in_flight.pop_front();
+        }
+        // A reservation ends when the pod's binding is visible.
+        while self
+            .realload
+            .reserved
+            .front()
+            .is_some_and(|(at, _, _)| at + lag <= now_ms)
+        {
+            self.realload.reserved.pop_front();
         }
         let judged: Vec<scoring::Judgement> = candidates
             .iter()
@@ -88,6 +98,13 @@ impl Sim<'_> {
                             pinned: false,
                         }
                     })
+                    .chain(
+                        self.realload
+                            .reserved
+                            .iter()
+                            .filter(|(_, node, _)| *node == n)
+                            .map(|(_, _, p)| *p),
+                    )
                     .collect();
                 let in_flight = self
                     .realload
@@ -113,6 +130,21 @@ impl Sim<'_> {
         let breaker =
             scoring::breaker_trips_for(&self.policy, (unknown, candidates.len()), Some(fleet));
         let decision = scoring::decide_judged_with(&self.policy, judged, Some(breaker));
+        if lag > 0
+            && self.policy.hotspot.reserve_ranked
+            && let Some(i) = scoring::reservation_target(&decision)
+        {
+            let w = &self.scenario.workloads[self.pods[pod].workload];
+            let reserved = BoundPod {
+                bound_at: ts(now_ms / 1000),
+                cpu_millis: w.cpu_request_m,
+                memory_bytes: w.mem_request_mi << 20,
+                pinned: false,
+            };
+            self.realload
+                .reserved
+                .push_back((now_ms, candidates[i], reserved));
+        }
         let passed_unknown: Vec<usize> = if decision.breaker_tripped {
             Vec::new()
         } else {
@@ -164,7 +196,7 @@ impl Sim<'_> {
                     .collect();
             }
             PolicyKind::Realload | PolicyKind::RealloadBind | PolicyKind::RealloadDescheduler => {
-                let (answers, passed_unknown) = self.realload_decision(&candidates, now_ms);
+                let (answers, passed_unknown) = self.realload_decision(pod, &candidates, now_ms);
                 let weight = self.scenario.extender_weight;
                 scored = scored
                     .into_iter()

@@ -223,6 +223,40 @@ async fn a_forty_pod_burst_spreads_over_equally_cool_nodes() {
     objects::cleanup(&client, &ns, &group).await;
 }
 
+/// kube-scheduler scores a burst faster than the first binding comes back through the watch:
+/// without a reservation on the node realload ranked best, one point of realload's score (worth
+/// 50 of kube-scheduler's at weight 5) sent every pod to the coolest node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn a_ten_pod_burst_spreads_before_any_binding_is_seen() {
+    let nodes: Vec<FakeNode> = [("a", 0.10), ("b", 0.25), ("c", 0.25)]
+        .into_iter()
+        .map(|(name, cpu)| FakeNode::new(name).cpu("16").readings(fresh(cpu)))
+        .collect();
+    let (client, ns, group) = group_with("burst10", &nodes).await;
+    let c = cluster();
+    let ext = Extender::start(c, &c.kubeconfig, None, &[]);
+    ext.wait_ready().await;
+    let _sched = Scheduler::start(
+        c,
+        CONFIG,
+        &group,
+        &format!("http://127.0.0.1:{}/scheduler", ext.port),
+        |_| {},
+    );
+    objects::create_pods(&client, &ns, "p", 10, |name| pod(name, &group, &group, "1")).await;
+    let placed = objects::wait_bound(&client, &ns, 10, Duration::from_secs(60)).await;
+    let per = objects::per_node(&placed);
+    eprintln!("{group}: {per:?}");
+    assert_eq!(placed.values().flatten().count(), 10, "{per:?}");
+    assert!(
+        per.values().all(|n| *n <= 5),
+        "no node took more than half of the burst: {per:?}"
+    );
+    assert!(per.len() >= 2, "the burst spread: {per:?}");
+    objects::cleanup(&client, &ns, &group).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes control plane: tests/run.sh"]
 async fn an_extender_killed_mid_burst_leaves_no_pod_unbound_and_is_used_again_after_restart() {
