@@ -24,3 +24,4 @@ pub mod scoring;
 pub mod selector;
 pub mod snapshot;
 pub mod whitelist;
+pub mod yaml;

@@ -72,6 +72,7 @@ pub fn load_snapshot_file(path: &Path) -> Result<Snapshot, SnapshotError> {
 
 /// Parses a snapshot from text: JSON when it starts with `{`, YAML otherwise.
 pub fn load_snapshot(text: &str) -> Result<Snapshot, SnapshotError> {
+    let text = crate::yaml::strip_bom(text);
     let mut snapshot = Snapshot::default();
     if text.trim_start().starts_with('{') {
         let top: JsonList<'_> = serde_json::from_str(text).map_err(|e| SnapshotError::Syntax {
@@ -94,6 +95,12 @@ pub fn load_snapshot(text: &str) -> Result<Snapshot, SnapshotError> {
             }
         }
     } else {
+        if let Some(problem) = crate::yaml::nesting_problem(text) {
+            return Err(SnapshotError::Syntax {
+                format: "YAML",
+                message: problem,
+            });
+        }
         let mut index = 0;
         for document in serde_yaml::Deserializer::from_str(text) {
             let value =

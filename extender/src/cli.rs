@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// Perform the Binding for kube-scheduler (configure `bindVerb: bind`).
     #[arg(long, env = "REALLOAD_BIND")]
     pub bind: bool,
+    /// Connections each listener keeps open at most; one more is closed at once.
+    #[arg(long, env = "REALLOAD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Requests the API listener serves at once at most; one more gets 503 at once.
+    #[arg(long, env = "REALLOAD_MAX_IN_FLIGHT", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
     /// Close connections that have not sent complete request headers within this time.
     #[arg(long, default_value = "10s", value_parser = parse_std_duration)]
     pub header_read_timeout: Duration,

@@ -318,7 +318,11 @@ pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Res
     let policy = load_policy(args.policy.policy.as_deref())?;
     let pod_text = std::fs::read_to_string(&args.pod)
         .with_context(|| format!("pod file {}", args.pod.display()))?;
-    let pod: Pod = serde_yaml::from_str(&pod_text)
+    let pod_text = realload_common::yaml::strip_bom(&pod_text);
+    if let Some(problem) = realload_common::yaml::nesting_problem(pod_text) {
+        anyhow::bail!("pod file {}: {problem}", args.pod.display());
+    }
+    let pod: Pod = serde_yaml::from_str(pod_text)
         .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
     let watches = CancellationToken::new();
     let running = crate::serve::build_state(

@@ -7,6 +7,7 @@ pub mod collect;
 pub mod evaluate;
 pub mod explain;
 pub mod index;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod protocol;

@@ -25,6 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::cli::ServeArgs;
+use crate::limits;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::reload::spawn_file_reload;
 use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
@@ -175,8 +176,10 @@ fn spawn_task_monitor(
     }
 }
 
-/// Connections that do not send their request headers in time are closed.
-fn limit_header_reads(
+/// HTTP/1 connections that do not send their request headers in time are closed; HTTP/2
+/// connections are pinged and closed when the peer stops answering, with a bounded number of
+/// streams each.
+fn limit_connections(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     timeout: Duration,
 ) {
@@ -184,6 +187,12 @@ fn limit_header_reads(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(limits::H2_KEEP_ALIVE))
+        .keep_alive_timeout(limits::H2_PING_TIMEOUT)
+        .max_concurrent_streams(limits::H2_MAX_STREAMS);
 }
 
 /// Serves `router` on `addr`, over TLS when `tls` is given, until `handle` shuts it down.
@@ -194,6 +203,7 @@ async fn serve_on(
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     handle: axum_server::Handle<SocketAddr>,
     header_read_timeout: Duration,
+    max_connections: usize,
 ) -> anyhow::Result<()> {
     {
         let handle = handle.clone();
@@ -209,13 +219,15 @@ async fn serve_on(
     match tls {
         Some(config) => {
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay);
+            let acceptor = limits::CappedAcceptor::new(acceptor, max_connections, what);
             let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
-            limit_header_reads(server.http_builder(), header_read_timeout);
+            limit_connections(server.http_builder(), header_read_timeout);
             server.serve(service).await
         }
         None => {
-            let mut server = axum_server::bind(addr).acceptor(nodelay).handle(handle);
-            limit_header_reads(server.http_builder(), header_read_timeout);
+            let acceptor = limits::CappedAcceptor::new(nodelay, max_connections, what);
+            let mut server = axum_server::bind(addr).acceptor(acceptor).handle(handle);
+            limit_connections(server.http_builder(), header_read_timeout);
             server.serve(service).await
         }
     }
@@ -289,7 +301,11 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
     };
     #[allow(deprecated)] // TimeoutLayer::new is the plain 408 timeout we want
     let api = with_not_found(api_router(app.clone(), &args.path_prefix))
-        .layer(TimeoutLayer::new(args.request_timeout));
+        .layer(TimeoutLayer::new(args.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            limits::InFlightLimit::new(usize::try_from(args.max_in_flight).unwrap_or(usize::MAX)),
+            limits::shed_over_limit,
+        ));
     let admin = with_not_found(admin_router(app));
 
     let api_handle = axum_server::Handle::new();
@@ -322,6 +338,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         api_tls,
         api_handle,
         args.header_read_timeout,
+        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     );
     let admin_server = serve_on(
         "admin",
@@ -330,6 +347,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         admin_tls,
         admin_handle,
         args.header_read_timeout,
+        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     );
     let result = tokio::try_join!(api_server, admin_server);
     stop_serving.cancel();

@@ -234,7 +234,9 @@ mod validate;
 
 pub use fields::field_values;
 pub use file::*;
-pub use validate::{is_annotation_key, parse_duration};
+pub use validate::{
+    MAX_DURATION, MAX_MIN_REPLICAS, MAX_POLICY_BYTES, is_annotation_key, parse_duration,
+};
 
 #[cfg(test)]
 mod tests;

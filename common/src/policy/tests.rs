@@ -452,3 +452,46 @@ fn the_protected_set_and_the_unknown_cap_are_checked() {
         "the others keep theirs"
     );
 }
+
+#[test]
+fn huge_durations_and_replica_counts_are_refused_not_overflowed() {
+    // both crashed before: `period * 2` overflowed, and `now - maxAge` later
+    has_error(
+        "metrics: [{name: cpu-avg-5m, period: 2000000000000000h}]",
+        "metrics[0].period",
+        "at most 366d",
+    );
+    has_error(
+        "metrics: [{name: cpu-avg-5m, maxAge: 2000000000000000h}]",
+        "metrics[0].maxAge",
+        "at most 366d",
+    );
+    has_error(
+        "descheduler: {workloadCooldown: 9000000h}",
+        "descheduler.workloadCooldown",
+        "at most 366d",
+    );
+    has_error(
+        "descheduler: {minReplicas: 2147483648}",
+        "descheduler.minReplicas",
+        "at most 1000000",
+    );
+    let at_the_bound = errors_of("metrics: [{name: cpu-avg-5m, period: 8784h}]");
+    assert!(
+        at_the_bound.iter().all(|e| !e.path.starts_with("metrics[0].period")),
+        "{at_the_bound:?}"
+    );
+    assert!(MAX_MIN_REPLICAS < i32::MAX as u32);
+}
+
+#[test]
+fn a_byte_order_mark_and_deep_nesting_get_the_right_message() {
+    let p = Policy::from_yaml("\u{feff}apiVersion: realload.io/v1alpha1\nkind: Policy\n");
+    assert!(p.is_ok(), "{p:?}");
+    let deep = format!("metrics: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = Policy::from_yaml(&deep).unwrap_err().to_string();
+    assert!(e.contains("nesting deeper than 64"), "{e}");
+    let big = format!("# {}\n", "x".repeat(2 << 20));
+    let e = Policy::from_yaml(&big).unwrap_err().to_string();
+    assert!(e.contains("at most 1048576"), "{e}");
+}

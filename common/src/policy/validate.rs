@@ -11,8 +11,24 @@ use crate::selector::SELECTOR_OPERATORS;
 
 impl PolicyFile {
     pub fn from_yaml(text: &str) -> Result<PolicyFile, PolicyError> {
+        let text = crate::yaml::strip_bom(text);
         if text.trim().is_empty() {
             return Ok(PolicyFile::default());
+        }
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(PolicyError::Parse {
+                path: "(root)".into(),
+                message: format!(
+                    "the policy file is {} bytes; at most {MAX_POLICY_BYTES} are read",
+                    text.len()
+                ),
+            });
+        }
+        if let Some(problem) = crate::yaml::nesting_problem(text) {
+            return Err(PolicyError::Parse {
+                path: "(root)".into(),
+                message: problem,
+            });
         }
         let deserializer = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
@@ -220,6 +236,11 @@ impl PolicyFile {
                 "descheduler.minReplicas",
                 format!("must be at least 2 (only multi-replica workloads are evicted), got {min_replicas}"),
             );
+        } else if min_replicas > MAX_MIN_REPLICAS {
+            v.fail(
+                "descheduler.minReplicas",
+                format!("must be at most {MAX_MIN_REPLICAS}, got {min_replicas}"),
+            );
         }
         let descheduler = Descheduler {
             hot_metric,
@@ -326,6 +347,11 @@ impl Validator {
                 let bound = if zero_ok { ">= 0" } else { "> 0" };
                 self.fail(path, format!("must be {bound}, got {:#}", d));
                 d
+            }
+            // Every duration is added to or subtracted from instants: bounded, none overflows.
+            Ok(d) if d > MAX_DURATION => {
+                self.fail(path, format!("must be at most 366d (8784h), got {:#}", d));
+                SignedDuration::ZERO
             }
             Ok(d) => d,
             Err(e) => {
@@ -520,7 +546,10 @@ impl Validator {
         );
         let max_age = match inherit(&file.max_age, base.map(|b| &b.max_age)) {
             Some(text) => self.duration(&at("maxAge"), Some(&text), "", false),
-            None => period * 2 + SignedDuration::from_mins(1),
+            None => period
+                .checked_mul(2)
+                .and_then(|d| d.checked_add(SignedDuration::from_mins(1)))
+                .unwrap_or(MAX_DURATION),
         };
         let floor: f64 = inherit(&file.floor, base.map(|b| &b.floor)).unwrap_or(defaults::FLOOR);
         if !(floor.is_finite() && (0.0..1.0).contains(&floor)) {
@@ -557,6 +586,13 @@ impl Validator {
         })
     }
 }
+
+/// The largest policy file read (real ones are a few KB).
+pub const MAX_POLICY_BYTES: usize = 1 << 20;
+/// The longest duration a policy may state (periods, ages, cooldowns).
+pub const MAX_DURATION: SignedDuration = SignedDuration::from_hours(366 * 24);
+/// The largest `descheduler.minReplicas` (a Deployment's replicas are an `int32`).
+pub const MAX_MIN_REPLICAS: u32 = 1_000_000;
 
 fn inherit<T: Clone>(own: &Option<T>, inherited: Option<&Option<T>>) -> Option<T> {
     own.clone().or_else(|| inherited.cloned().flatten())
