@@ -30,6 +30,9 @@ pub enum Command {
     Collect(CollectArgs),
     /// Rank candidate nodes for a pod as the extender would, with every reading and reason.
     Explain(ExplainArgs),
+    /// Check a policy file and/or a whitelist without a cluster; every problem is printed with
+    /// its path. Exits 0 when all are valid, 1 otherwise.
+    Validate(crate::validate::ValidateArgs),
 }
 
 #[derive(Debug, clap::Args)]

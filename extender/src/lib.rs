@@ -16,4 +16,5 @@ pub mod serve;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod validate;
 pub mod watch;

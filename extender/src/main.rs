@@ -32,5 +32,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => realload_extender::serve::run(args, shutdown).await,
         Command::Explain(args) => realload_extender::explain::run(args, shutdown).await,
         Command::Collect(args) => realload_extender::collect::run(args, shutdown).await,
+        Command::Validate(args) => {
+            if realload_extender::validate::run(args)? {
+                Ok(())
+            } else {
+                anyhow::bail!("validation failed")
+            }
+        }
     }
 }

@@ -478,7 +478,9 @@ fn huge_durations_and_replica_counts_are_refused_not_overflowed() {
     );
     let at_the_bound = errors_of("metrics: [{name: cpu-avg-5m, period: 8784h}]");
     assert!(
-        at_the_bound.iter().all(|e| !e.path.starts_with("metrics[0].period")),
+        at_the_bound
+            .iter()
+            .all(|e| !e.path.starts_with("metrics[0].period")),
         "{at_the_bound:?}"
     );
     assert!(MAX_MIN_REPLICAS < i32::MAX as u32);
