@@ -691,10 +691,16 @@ fn push_json_string(out: &mut String, s: &str) {
     }
 }
 
+/// A node named twice in the request is one key: a JSON object with a repeated key is
+/// ambiguous.
 fn push_failed(out: &mut String, failed: &[(&str, &str)]) {
     out.push('{');
-    for (i, (node, message)) in failed.iter().enumerate() {
-        if i > 0 {
+    let mut seen = std::collections::HashSet::with_capacity(failed.len());
+    for (node, message) in failed {
+        if !seen.insert(*node) {
+            continue;
+        }
+        if seen.len() > 1 {
             out.push(',');
         }
         push_json_string(out, node);

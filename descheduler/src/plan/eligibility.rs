@@ -189,7 +189,7 @@ pub fn pod_exclusion(
         .annotations
         .as_ref()
         .and_then(|a| a.get(EVICT_ANNOTATION))
-        .is_some_and(|v| v == "false")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"))
     {
         return Some(format!("annotated {EVICT_ANNOTATION}=false"));
     }

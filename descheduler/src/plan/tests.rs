@@ -284,6 +284,16 @@ fn each_rule_alone_prevents_the_eviction() {
             "realload.io/evict=false",
         ),
         (
+            "opted out in another case",
+            |c| c.pods[0]["metadata"]["annotations"] = json!({"realload.io/evict": "False"}),
+            "realload.io/evict=false",
+        ),
+        (
+            "opted out in capitals",
+            |c| c.pods[0]["metadata"]["annotations"] = json!({"realload.io/evict": " FALSE "}),
+            "realload.io/evict=false",
+        ),
+        (
             "too small",
             |c| c.pods[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("1500m"),
             "outside cpuRequest",

@@ -396,3 +396,12 @@ mod envelope_matches_serde {
         }
     }
 }
+
+#[test]
+fn a_node_named_twice_is_one_failed_node() {
+    let mut out = String::new();
+    push_failed(&mut out, &[("a", "hot"), ("b", "hot"), ("a", "hot")]);
+    assert_eq!(out, r#"{"a":"hot","b":"hot"}"#);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 2);
+}
