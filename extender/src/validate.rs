@@ -68,13 +68,16 @@ pub fn whitelist_problems(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A check of one file's text: its problems.
+type Check = fn(&str) -> Vec<String>;
+
 /// Runs `validate`: prints every problem, `ok` for clean files; `Ok(false)` when any has one.
 pub fn run(args: &ValidateArgs) -> anyhow::Result<bool> {
     if args.policy.is_none() && args.whitelist.is_none() {
         anyhow::bail!("nothing to validate: give --policy FILE and/or --whitelist FILE");
     }
     let mut clean = true;
-    let checks: [(&str, &Option<PathBuf>, fn(&str) -> Vec<String>); 2] = [
+    let checks: [(&str, &Option<PathBuf>, Check); 2] = [
         ("policy", &args.policy, policy_problems),
         ("whitelist", &args.whitelist, whitelist_problems),
     ];
