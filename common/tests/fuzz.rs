@@ -1,6 +1,7 @@
 //! Every parser of outside input in `common`, fed arbitrary and mutated input: no panic, and a
 //! typed error or a value. `PROPTEST_CASES=100000 cargo test -p realload-common --test fuzz` runs
 //! a longer campaign (see docs/benchmarks.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: failing loudly is right
 
 use std::collections::BTreeMap;
 

@@ -2,6 +2,7 @@
 //! no panic; an answer is either 200 or 400 with a JSON body. The bodies are real kube-scheduler
 //! 1.36 requests. `PROPTEST_CASES=100000 cargo test -p realload-extender --test fuzz` runs a longer
 //! campaign (see docs/benchmarks.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: failing loudly is right
 
 use std::time::Instant;
 
