@@ -51,6 +51,12 @@ pub enum SnapshotError {
     Shape(String),
     #[error("snapshot item {index}: has no kind")]
     NoKind { index: usize },
+    /// Nothing to place pods on or to evict from: an empty List, `items: null`, or a file that
+    /// is not a cluster dump at all (a Pod manifest, say).
+    #[error(
+        "snapshot: holds no Node ({0}); a snapshot is a List of the cluster's Nodes and Pods, e.g. `kubectl get nodes,pods -A -o json`"
+    )]
+    NoNodes(String),
     #[error("snapshot item {index} ({kind} {name}): {path}: {message}")]
     Item {
         index: usize,
@@ -85,6 +91,8 @@ pub fn load_snapshot(text: &str) -> Result<Snapshot, SnapshotError> {
                     snapshot.add(index, Item::Json(raw))?;
                 }
             }
+            // `"items": null` in a List: nothing in it
+            None if top.kind.as_deref().is_some_and(|k| k.ends_with("List")) => {}
             None => {
                 let raw: &RawValue =
                     serde_json::from_str(text).map_err(|e| SnapshotError::Syntax {
@@ -129,6 +137,18 @@ pub fn load_snapshot(text: &str) -> Result<Snapshot, SnapshotError> {
             }
         }
     }
+    if snapshot.nodes.is_empty() {
+        let found = if snapshot.pods.is_empty() && snapshot.skipped.is_empty() {
+            "it is empty".to_string()
+        } else {
+            format!(
+                "it has {} Pod(s) and {} other item(s)",
+                snapshot.pods.len(),
+                snapshot.skipped.len()
+            )
+        };
+        return Err(SnapshotError::NoNodes(found));
+    }
     Ok(snapshot)
 }
 
@@ -147,6 +167,8 @@ fn type_name(v: &serde_json::Value) -> &'static str {
 struct JsonList<'a> {
     #[serde(default, borrow)]
     items: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// What an error message needs to name an item; parsed leniently, apart from the object.
@@ -274,6 +296,25 @@ mod tests {
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "pdb", "namespace": "default"}, "spec": {}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "default"}}
       ]}"#;
+
+    #[test]
+    fn a_snapshot_without_nodes_says_so() {
+        for (text, found) in [
+            (r#"{"kind": "List", "items": []}"#, "it is empty"),
+            (r#"{"kind": "List", "items": null}"#, "it is empty"),
+            ("kind: List\nitems: []\n", "it is empty"),
+            (
+                "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n",
+                "1 Pod(s)",
+            ),
+        ] {
+            let e = load_snapshot(text).unwrap_err().to_string();
+            assert!(
+                e.contains("holds no Node") && e.contains(found),
+                "{text}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn loads_every_kind_from_json() {

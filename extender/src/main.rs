@@ -15,12 +15,27 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::from(e.use_stderr()));
         }
     };
+    let json = wants_json(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if json {
+                // A pipeline reading stdout gets JSON on failure too.
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the command prints JSON (`--output json`).
+fn wants_json(cli: &Cli) -> bool {
+    use realload_common::cli::OutputFormat;
+    match &cli.command {
+        Command::Explain(args) => args.output == OutputFormat::Json,
+        Command::Collect(args) => args.output == OutputFormat::Json,
+        Command::Serve(_) | Command::Validate(_) => false,
     }
 }
 

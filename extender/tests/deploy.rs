@@ -81,6 +81,9 @@ fn check_object(o: &Value, source: &str) -> Result<(), String> {
     );
     match (o["apiVersion"].as_str().unwrap_or(""), kind) {
         ("v1", "Namespace") => check_typed::<Namespace>(o, &what),
+        ("scheduling.k8s.io/v1", "PriorityClass") => {
+            check_typed::<k8s_openapi::api::scheduling::v1::PriorityClass>(o, &what)
+        }
         ("v1", "ConfigMap") => check_typed::<ConfigMap>(o, &what),
         ("v1", "Service") => check_typed::<Service>(o, &what),
         ("v1", "ServiceAccount") => check_typed::<ServiceAccount>(o, &what),

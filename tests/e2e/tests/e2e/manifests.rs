@@ -9,9 +9,13 @@ use realload_e2e::deploy::{self, Resolver};
 async fn every_overlay_passes_a_strict_server_side_dry_run() {
     let c = cluster();
     let client = c.client().await;
-    // namespaced objects need their namespace to exist, even in a dry run
+    // namespaced objects need their namespace to exist, even in a dry run (and pods their
+    // PriorityClass)
     let base = deploy::render("default");
-    deploy::apply_all(&client, &base, |o| o["kind"] == "Namespace").await;
+    deploy::apply_all(&client, &base, |o| {
+        o["kind"] == "Namespace" || o["kind"] == "PriorityClass"
+    })
+    .await;
     let resolver = Resolver::new(&client).await;
     let mut problems = Vec::new();
     let mut checked = 0;
