@@ -75,6 +75,11 @@ pub fn hotspot_addition<'a>(
             memory = memory.saturating_add(pod.memory_bytes);
         }
     }
+    shares_of(cpu, memory, allocatable, policy)
+}
+
+/// Requests as shares of a node's allocatable, times the hot-spot factors.
+fn shares_of(cpu: u64, memory: u64, allocatable: Allocatable, policy: &Policy) -> ResourceShares {
     let share = |requested: u64, available: u64, factor: f64| {
         if available == 0 {
             // Nothing to divide by: such a node has no room at all and fit checks reject it.
@@ -91,6 +96,20 @@ pub fn hotspot_addition<'a>(
             policy.hotspot.memory_factor,
         ),
     }
+}
+
+/// What the pod being placed adds to a node's estimate (`hotspot.includePod`): its requests ×
+/// the hot-spot factors, as shares of the node's allocatable. Nothing when the policy says not.
+pub fn pod_shares(
+    policy: &Policy,
+    cpu_millis: u64,
+    memory_bytes: u64,
+    allocatable: Allocatable,
+) -> ResourceShares {
+    if !policy.hotspot.include_pod {
+        return ResourceShares::default();
+    }
+    shares_of(cpu_millis, memory_bytes, allocatable, policy)
 }
 
 /// One metric of one node, judged.
@@ -125,6 +144,8 @@ pub struct NodeAssessment {
     /// For an unknown node: the pods placed on it since it became unknown, in-flight ones
     /// included, that count toward `guards.unknownPodCap` (0 for a known node).
     pub unknown_pods: u32,
+    /// The node's allocatable (what the pod's own share is taken of).
+    pub allocatable: Allocatable,
 }
 
 /// What realload knows of one node besides the policy and the clock.
@@ -245,6 +266,7 @@ pub fn assess(policy: &Policy, input: &NodeInput<'_>, now: Timestamp) -> NodeAss
         policy,
     );
     let mut node = assessment_from(policy, assessed, hotspot);
+    node.allocatable = input.allocatable;
     if !node.known {
         let since = unknown_since(policy, input.readings, input.bad_since, now)
             .filter(|t| *t > Timestamp::MIN);
@@ -285,6 +307,7 @@ pub fn assessment_from(
         known,
         unknown_since: None,
         unknown_pods: 0,
+        allocatable: Allocatable::default(),
     }
 }
 
@@ -358,12 +381,8 @@ impl FilterVerdict {
 /// it is unknown and already took `guards.unknownPodCap` pods since it became unknown. Readings
 /// that are not valid never reject for load (the node is not known to be hot).
 pub fn filter_verdict(policy: &Policy, node: &NodeAssessment) -> FilterVerdict {
-    for (spec, m) in policy.metrics.iter().zip(&node.metrics) {
-        if let (Some(threshold), Some(estimated)) = (spec.filter_above, m.estimated)
-            && estimated > threshold
-        {
-            return FilterVerdict::reject(&spec.name, threshold, estimated);
-        }
+    if let Some(rejection) = load_rejection(policy, node.metrics.iter().map(|m| m.estimated)) {
+        return rejection;
     }
     let cap = policy.guards.unknown_pod_cap;
     if !node.known && node.unknown_pods >= cap {
@@ -375,19 +394,50 @@ pub fn filter_verdict(policy: &Policy, node: &NodeAssessment) -> FilterVerdict {
     FilterVerdict::Pass
 }
 
-/// `round(10 × Σ w·(1 − load) / Σ w)` over the scored metrics, clamped to 0..=10. An unknown node
-/// is scored as if every scored metric were loaded at `guards.unknownLoad`.
+/// The load filter alone: the first metric whose valid estimate is above its `filterAbove`.
+fn load_rejection(
+    policy: &Policy,
+    estimated: impl Iterator<Item = Option<f64>>,
+) -> Option<FilterVerdict> {
+    for (spec, estimated) in policy.metrics.iter().zip(estimated) {
+        if let (Some(threshold), Some(estimated)) = (spec.filter_above, estimated)
+            && estimated > threshold
+        {
+            return Some(FilterVerdict::reject(&spec.name, threshold, estimated));
+        }
+    }
+    None
+}
+
+/// A load as the score counts it: at or below `scoring.idleBelow` a node counts as idle (the
+/// request-based plugins decide between such nodes); above, linearly up to full load.
+fn scored_load(policy: &Policy, load: f64) -> f64 {
+    let idle = policy.scoring.idle_below;
+    ((load - idle) / (1.0 - idle)).max(0.0)
+}
+
+/// `round(10 × Σ w·(1 − scored load) / Σ w)` over the scored metrics, clamped to 0..=10, where the
+/// scored load is the estimate above `scoring.idleBelow`, rescaled (see [`scored_load`]). An
+/// unknown node is scored as if every scored metric were loaded at `guards.unknownLoad`.
 pub fn score(policy: &Policy, node: &NodeAssessment) -> i64 {
+    score_of_loads(policy, node.known, node.metrics.iter().map(|m| m.estimated))
+}
+
+fn score_of_loads(
+    policy: &Policy,
+    known: bool,
+    estimated: impl Iterator<Item = Option<f64>>,
+) -> i64 {
     let (mut weighted, mut total_weight) = (0.0, 0.0);
-    for (spec, m) in policy.metrics.iter().zip(&node.metrics) {
+    for (spec, estimated) in policy.metrics.iter().zip(estimated) {
         if !spec.is_scored() {
             continue;
         }
-        let load = match (node.known, m.estimated) {
+        let load = match (known, estimated) {
             (true, Some(estimated)) => estimated,
             _ => policy.guards.unknown_load,
         };
-        weighted += spec.weight * (1.0 - load);
+        weighted += spec.weight * (1.0 - scored_load(policy, load));
         total_weight += spec.weight;
     }
     if total_weight <= 0.0 {
@@ -441,10 +491,23 @@ pub struct Judgement {
     pub score: i64,
     /// See [`NodeAssessment::unknown_pods`].
     pub unknown_pods: u32,
+    /// Per policy metric, the valid estimate the verdict and score came from (what
+    /// [`Judgement::with_pod`] adds the pod to).
+    pub estimated: Estimates,
+    pub allocatable: Allocatable,
 }
+
+/// Per policy metric, a valid estimate or none; inline for up to four metrics.
+pub type Estimates = SmallVec<[Option<f32>; 4]>;
 
 pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
     Judgement {
+        estimated: node
+            .metrics
+            .iter()
+            .map(|m| m.estimated.map(|e| e as f32))
+            .collect(),
+        allocatable: node.allocatable,
         known: node.known,
         verdict: filter_verdict(policy, node),
         score: score(policy, node),
@@ -453,6 +516,29 @@ pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
 }
 
 impl Judgement {
+    /// The judgement of the node with the pod being placed on it (`hotspot.includePod`): its
+    /// requests added to every valid estimate, then filtered and scored by the same rules. An
+    /// unknown node has no estimate to add to and stays as judged.
+    pub fn with_pod(mut self, policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> Judgement {
+        let shares = pod_shares(policy, cpu_millis, memory_bytes, self.allocatable);
+        if !self.known || (shares.cpu == 0.0 && shares.memory == 0.0) {
+            return self;
+        }
+        let estimated = &self.estimated;
+        let loads = || {
+            policy
+                .metrics
+                .iter()
+                .zip(estimated)
+                .map(move |(spec, e)| e.map(|e| f64::from(e) + shares.of(spec.resource)))
+        };
+        let verdict = load_rejection(policy, loads()).unwrap_or(FilterVerdict::Pass);
+        let score = score_of_loads(policy, true, loads());
+        self.verdict = verdict;
+        self.score = score;
+        self
+    }
+
     /// The same judgement with `in_flight` more pods heading for the node (filtered onto it,
     /// binding not seen yet): an unknown node may reach its cap with them.
     pub fn with_in_flight(mut self, policy: &Policy, in_flight: u32) -> Judgement {
@@ -489,7 +575,7 @@ pub fn decide_judged_with(
     let unknown = judged.iter().filter(|j| !j.known).count();
     let breaker_tripped = breaker.unwrap_or_else(|| breaker_trips(policy, unknown, judged.len()));
     let known = judged.iter().map(|j| j.known).collect();
-    let (verdicts, scores) = if breaker_tripped {
+    let (mut verdicts, scores): (Vec<FilterVerdict>, Vec<i64>) = if breaker_tripped {
         (
             vec![FilterVerdict::Pass; judged.len()],
             vec![NEUTRAL_SCORE; judged.len()],
@@ -497,6 +583,15 @@ pub fn decide_judged_with(
     } else {
         judged.into_iter().map(|j| (j.verdict, j.score)).unzip()
     };
+    // `guards.neverStrand`: when the load filter would leave no node at all, it lets every node
+    // it rejected for load through, and the score decides. Unknown nodes at their cap stay out.
+    if policy.guards.never_strand && !verdicts.iter().any(FilterVerdict::passes) {
+        for v in verdicts.iter_mut() {
+            if matches!(v, FilterVerdict::Reject(_)) {
+                *v = FilterVerdict::Pass;
+            }
+        }
+    }
     Decision {
         breaker_tripped,
         unknown,

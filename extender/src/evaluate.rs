@@ -147,21 +147,26 @@ pub fn evaluate(
             .and_then(|r| r.get(name))
             .map_or(&[], |p| p.as_slice())
     };
+    let requests = args.pod.requests();
+    let with_pod =
+        |j: scoring::Judgement| j.with_pod(policy, requests.cpu_millis, requests.memory_bytes);
     // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
         Candidates::Names(names) => match (&in_flight, &reserved) {
             // The usual case: nothing in flight or reserved, the cached judgements as they are.
             (None, None) => names
                 .iter()
-                .map(|name| generation.judge(name, now))
+                .map(|name| with_pod(generation.judge(name, now)))
                 .collect(),
             _ => names
                 .iter()
-                .map(|name| match reserved_on(name) {
-                    [] => generation
-                        .judge(name, now)
-                        .with_in_flight(policy, flying(name)),
-                    pods => generation.judge_reserved(name, pods, flying(name), now),
+                .map(|name| {
+                    with_pod(match reserved_on(name) {
+                        [] => generation
+                            .judge(name, now)
+                            .with_in_flight(policy, flying(name)),
+                        pods => generation.judge_reserved(name, pods, flying(name), now),
+                    })
                 })
                 .collect(),
         },
@@ -174,7 +179,7 @@ pub fn evaluate(
                     && let Some(cached) =
                         generation.judge_carried_if_indexed(node, allocatable, now)
                 {
-                    return cached.with_in_flight(policy, flying(&node.name));
+                    return with_pod(cached.with_in_flight(policy, flying(&node.name)));
                 }
                 let readings = carried_readings(policy, node);
                 let assessment = generation.assess_carried(
@@ -185,7 +190,7 @@ pub fn evaluate(
                     pods,
                     now,
                 );
-                scoring::judge(policy, &assessment)
+                with_pod(scoring::judge(policy, &assessment))
             })
             .collect(),
     };
@@ -225,7 +230,6 @@ pub fn evaluate(
         _ => None,
     };
     if let Some(i) = reserved_on {
-        let requests = args.pod.requests();
         state.memory.reserve(
             &key,
             Arc::from(args.candidates.name(i)),

@@ -56,6 +56,9 @@ pub struct NodeRow {
     pub unknown_since: Option<Timestamp>,
     pub hotspot_cpu: f64,
     pub hotspot_memory: f64,
+    /// What this pod itself adds to the node's estimates (`hotspot.includePod`), as shares.
+    pub pod_cpu: f64,
+    pub pod_memory: f64,
     pub readings: Vec<ReadingCell>,
     pub notes: Vec<String>,
     /// Rejected by the unknown-node cap.
@@ -111,7 +114,31 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
         })
         .collect();
     let neutral_reason = NeutralPod::of(pod).map(|n| n.explanation().to_string());
-    let decision = scoring::decide(policy, &assessments);
+    let requests = realload_common::objects::pod_requests(pod);
+    let pod_shares: Vec<scoring::ResourceShares> = assessments
+        .iter()
+        .map(|a| {
+            scoring::pod_shares(
+                policy,
+                requests.cpu_millis,
+                requests.memory_bytes,
+                a.allocatable,
+            )
+        })
+        .collect();
+    let decision = scoring::decide_judged(
+        policy,
+        assessments
+            .iter()
+            .map(|a| {
+                scoring::judge(policy, a).with_pod(
+                    policy,
+                    requests.cpu_millis,
+                    requests.memory_bytes,
+                )
+            })
+            .collect(),
+    );
     let neutral = neutral_reason.is_some();
     let mut rows: Vec<NodeRow> = views
         .iter()
@@ -142,6 +169,8 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
                 unknown_since: a.unknown_since,
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
+                pod_cpu: pod_shares[i].cpu,
+                pod_memory: pod_shares[i].memory,
                 readings: reading_cells(policy, a),
                 notes,
                 capped: matches!(verdict, FilterVerdict::UnknownCap { .. }),
@@ -307,7 +336,7 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
     }
     let _ = writeln!(
         out,
-        "readings: ratio (→ with hot-spot estimate) or quality; score 0..10, higher is better; \"2=\" marks nodes realload scores the same (kube-scheduler's own scores decide between them)"
+        "readings: ratio (→ with hot-spot estimate) or quality; the filter and the score also count this pod's own requests (podCpu/podMemory in --output json); score 0..10, higher is better; \"2=\" marks nodes realload scores the same (kube-scheduler's own scores decide between them)"
     );
     out
 }

@@ -44,12 +44,24 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             policy.guards.unknown_pod_cap.to_string(),
         ),
         (
+            "guards.neverStrand".into(),
+            policy.guards.never_strand.to_string(),
+        ),
+        (
+            "scoring.idleBelow".into(),
+            policy.scoring.idle_below.to_string(),
+        ),
+        (
             "hotspot.cpuFactor".into(),
             policy.hotspot.cpu_factor.to_string(),
         ),
         (
             "hotspot.memoryFactor".into(),
             policy.hotspot.memory_factor.to_string(),
+        ),
+        (
+            "hotspot.includePod".into(),
+            policy.hotspot.include_pod.to_string(),
         ),
         (
             "hotspot.reserveRanked".into(),

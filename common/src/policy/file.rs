@@ -57,6 +57,7 @@ pub struct PolicyFile {
     pub metrics: Option<Vec<MetricFile>>,
     pub crane_timezone: Option<String>,
     pub guards: GuardsFile,
+    pub scoring: ScoringFile,
     pub hotspot: HotspotFile,
     pub collector: CollectorFile,
     pub descheduler: DeschedulerFile,
@@ -96,6 +97,13 @@ pub struct GuardsFile {
     pub unknown_load: Option<f64>,
     pub max_unknown_fraction: Option<f64>,
     pub unknown_pod_cap: Option<u64>,
+    pub never_strand: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScoringFile {
+    pub idle_below: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -104,6 +112,7 @@ pub struct HotspotFile {
     pub cpu_factor: Option<f64>,
     pub memory_factor: Option<f64>,
     pub reserve_ranked: Option<bool>,
+    pub include_pod: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -176,6 +185,7 @@ pub mod defaults {
     pub const PERIOD: &str = "1m";
     pub const FLOOR: f64 = 0.005;
     pub const UNKNOWN_LOAD: f64 = 1.0;
+    pub const IDLE_BELOW: f64 = 0.60;
     pub const MAX_UNKNOWN_FRACTION: f64 = 0.5;
     pub const CPU_FACTOR: f64 = 0.85;
     pub const MEMORY_FACTOR: f64 = 0.70;

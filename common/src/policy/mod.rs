@@ -82,6 +82,17 @@ pub struct Guards {
     pub max_unknown_fraction: f64,
     /// At most this many pods land on a node while it stays unknown (then it is filtered).
     pub unknown_pod_cap: u32,
+    /// When every node kube-scheduler offered would be filtered for load, none is: the pod lands
+    /// on the least loaded rather than waiting while nodes have room.
+    pub never_strand: bool,
+}
+
+/// How estimated loads become scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scoring {
+    /// Estimated loads at or below this score as idle (all equal): there, kube-scheduler's
+    /// request-based plugins decide. Above it the score falls linearly to 0 at full load.
+    pub idle_below: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,6 +102,9 @@ pub struct Hotspot {
     /// Whether prioritize reserves a pod on the node it ranked best until the pod's binding is
     /// seen, so the next pods of a burst see it in that node's estimate.
     pub reserve_ranked: bool,
+    /// Whether the pod being placed counts in every candidate's estimate (its requests × the
+    /// factors): nodes are filtered and scored on the load they would carry with it.
+    pub include_pod: bool,
 }
 
 impl Hotspot {
@@ -146,6 +160,7 @@ pub struct Policy {
     pub crane_timezone_name: String,
     pub crane_timezone: TimeZone,
     pub guards: Guards,
+    pub scoring: Scoring,
     pub hotspot: Hotspot,
     pub collector: Collector,
     pub descheduler: Descheduler,

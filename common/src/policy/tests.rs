@@ -59,14 +59,17 @@ fn built_in_defaults_are_the_ones_design_md_names() {
             unknown_load: 1.0,
             max_unknown_fraction: 0.5,
             unknown_pod_cap: 2,
+            never_strand: true,
         }
     );
+    assert_eq!(p.scoring.idle_below, 0.60);
     assert_eq!(
         p.hotspot,
         Hotspot {
             cpu_factor: 0.85,
             memory_factor: 0.70,
             reserve_ranked: true,
+            include_pod: true,
         }
     );
     assert_eq!(p.collector.deadband, 0.02);

@@ -159,7 +159,16 @@ impl PolicyFile {
                 0,
                 defaults::UNKNOWN_POD_CAP_MAX,
             ),
+            never_strand: self.guards.never_strand.unwrap_or(true),
         };
+        let idle_below = self.scoring.idle_below.unwrap_or(defaults::IDLE_BELOW);
+        if !(idle_below.is_finite() && (0.0..1.0).contains(&idle_below)) {
+            v.fail(
+                "scoring.idleBelow",
+                format!("must be in [0, 1), got {idle_below}"),
+            );
+        }
+        let scoring = Scoring { idle_below };
         let hotspot = Hotspot {
             cpu_factor: v.non_negative(
                 "hotspot.cpuFactor",
@@ -172,6 +181,7 @@ impl PolicyFile {
                 defaults::MEMORY_FACTOR,
             ),
             reserve_ranked: self.hotspot.reserve_ranked.unwrap_or(true),
+            include_pod: self.hotspot.include_pod.unwrap_or(true),
         };
         let deadband = self.collector.deadband.unwrap_or(defaults::DEADBAND);
         if !(deadband.is_finite() && (0.0..1.0).contains(&deadband)) {
@@ -282,6 +292,7 @@ impl PolicyFile {
             crane_timezone_name,
             crane_timezone,
             guards,
+            scoring,
             hotspot,
             collector,
             descheduler,

@@ -38,13 +38,23 @@ fn node_with(readings: [RawReading; 4]) -> NodeAssessment {
 
 #[test]
 fn score_follows_the_design_formula() {
-    let p = Policy::default();
-    // 10 × (0.5·0.6 + 0.2·0.5 + 0.3·0.8) / 1.0 = 6.4 → 6
+    // without an idle band: 10 × (0.5·0.6 + 0.2·0.5 + 0.3·0.8) / 1.0 = 6.4 → 6
+    let p = Policy::from_yaml("scoring: {idleBelow: 0}").unwrap();
     assert_eq!(score(&p, &node(0.4, 0.5, 0.2)), 6);
     assert_eq!(score(&p, &node(0.005, 0.005, 0.005)), 10);
     assert_eq!(score(&p, &node(1.0, 1.0, 1.0)), 0);
     // 10 × (0.5·0.95 + 0.2·0.95 + 0.3·0.95) = 9.5 → rounds half away from zero
     assert_eq!(score(&p, &node(0.05, 0.05, 0.05)), 10);
+    // the default idle band: loads up to 0.6 score as idle, above it (load − 0.6) / 0.4
+    let p = Policy::default();
+    assert_eq!(
+        score(&p, &node(0.4, 0.5, 0.2)),
+        10,
+        "all idle: requests decide"
+    );
+    // 10 × (0.5·(1 − 0.5) + 0.2·(1 − 0.75) + 0.3·(1 − 0.25)) = 5.25 → 5
+    assert_eq!(score(&p, &node(0.8, 0.9, 0.7)), 5);
+    assert_eq!(score(&p, &node(1.0, 1.0, 1.0)), 0);
 }
 
 #[test]
@@ -72,7 +82,7 @@ fn each_non_valid_class_makes_the_node_unknown_and_scored_at_unknown_load() {
             "unknown passes the filter: {bad:?}"
         );
     }
-    let p = Policy::from_yaml("guards: {unknownLoad: 0.5}").unwrap();
+    let p = Policy::from_yaml("guards: {unknownLoad: 0.8}").unwrap();
     let n = assess_node(
         &p,
         &[RawReading::Missing, fresh(0.1), fresh(0.1), fresh(0.1)],
@@ -80,6 +90,7 @@ fn each_non_valid_class_makes_the_node_unknown_and_scored_at_unknown_load() {
         ALLOC,
         now(),
     );
+    // (0.8 − 0.6) / 0.4 = 0.5 on every scored metric
     assert_eq!(score(&p, &n), 5);
 }
 
@@ -134,13 +145,13 @@ fn hotspot_adds_only_pods_bound_after_the_newest_valid_reading() {
         memory_bytes: 8 << 30,
         pinned: false,
     };
-    let readings = [fresh(0.3), fresh(0.3), fresh(0.3), fresh(0.3)];
+    let readings = [fresh(0.6), fresh(0.6), fresh(0.6), fresh(0.6)];
     let n = assess_node(&p, &readings, &[before, at, after], ALLOC, now());
     // 2000m × 0.85 / 8000m = 0.2125 ; 8Gi × 0.70 / 32Gi = 0.175
     assert!((n.hotspot.cpu - 0.2125).abs() < 1e-12, "{:?}", n.hotspot);
     assert!((n.hotspot.memory - 0.175).abs() < 1e-12);
-    assert!((n.metrics[0].estimated.unwrap() - 0.5125).abs() < 1e-12);
-    assert!((n.metrics[2].estimated.unwrap() - 0.475).abs() < 1e-12);
+    assert!((n.metrics[0].estimated.unwrap() - 0.8125).abs() < 1e-12);
+    assert!((n.metrics[2].estimated.unwrap() - 0.775).abs() < 1e-12);
     let quiet = assess_node(&p, &readings, &[], ALLOC, now());
     assert!(score(&p, &n) < score(&p, &quiet));
 }
@@ -311,9 +322,17 @@ proptest! {
         if d.breaker_tripped {
             prop_assert!(d.verdicts.iter().all(FilterVerdict::passes));
             prop_assert!(d.scores.iter().all(|s| *s == d.scores[0]));
-        } else {
+        } else if candidates.iter().any(|c| filter_verdict(&p, c).passes()) || !p.guards.never_strand {
             for (c, v) in candidates.iter().zip(&d.verdicts) {
                 prop_assert_eq!(v, &filter_verdict(&p, c));
+            }
+        } else {
+            // nothing would pass: only nodes at the unknown cap stay out (never stranded for load)
+            for (c, v) in candidates.iter().zip(&d.verdicts) {
+                match filter_verdict(&p, c) {
+                    own @ FilterVerdict::UnknownCap { .. } => prop_assert_eq!(v, &own),
+                    _ => prop_assert!(v.passes(), "{v:?}"),
+                }
             }
         }
     }
@@ -352,4 +371,66 @@ fn reservation_goes_to_the_best_known_passing_candidate_first_of_equals() {
         "no ranking when the breaker trips"
     );
     assert_eq!(reservation_target(&decision(vec![], vec![], vec![])), None);
+}
+
+#[test]
+fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
+    let p = Policy::default();
+    let small = Allocatable {
+        cpu_millis: 8000,
+        memory_bytes: 32 << 30,
+    };
+    let big = Allocatable {
+        cpu_millis: 32000,
+        memory_bytes: 128 << 30,
+    };
+    let readings = [fresh(0.55), fresh(0.55), fresh(0.3), fresh(0.55)];
+    let on = |alloc| judge(&p, &assess_node(&p, &readings, &[], alloc, now()));
+    assert_eq!(
+        (on(small).score, on(big).score),
+        (10, 10),
+        "equal without the pod"
+    );
+    // a 4-core pod: +0.425 on the small node (0.975: over the filter), +0.106 on the big one
+    let small_with = on(small).with_pod(&p, 4000, 0);
+    let big_with = on(big).with_pod(&p, 4000, 0);
+    assert!(!small_with.verdict.passes(), "{small_with:?}");
+    assert!(big_with.verdict.passes());
+    assert!(
+        big_with.score > small_with.score,
+        "{big_with:?} {small_with:?}"
+    );
+    // switched off, or an unknown node: as judged
+    let off = Policy::from_yaml("hotspot: {includePod: false}").unwrap();
+    assert_eq!(on(small).with_pod(&off, 4000, 0), on(small));
+    let unknown = judge(
+        &p,
+        &assess_node(
+            &p,
+            &[RawReading::Missing, fresh(0.1), fresh(0.1), fresh(0.1)],
+            &[],
+            small,
+            now(),
+        ),
+    );
+    assert_eq!(unknown.clone().with_pod(&p, 4000, 0), unknown);
+}
+
+#[test]
+fn the_filter_never_leaves_a_pod_without_a_node_for_load_alone() {
+    let p = Policy::default();
+    let hot = node(0.95, 0.95, 0.5);
+    let hotter = node(0.99, 0.99, 0.5);
+    let d = decide(&p, &[hot.clone(), hotter.clone()]);
+    assert!(d.verdicts.iter().all(FilterVerdict::passes), "{d:?}");
+    assert!(d.scores[0] >= d.scores[1], "the score still ranks them");
+    let cool = node(0.3, 0.3, 0.3);
+    let d = decide(&p, &[hot.clone(), cool]);
+    assert!(
+        !d.verdicts[0].passes() && d.verdicts[1].passes(),
+        "a cooler node fits: {d:?}"
+    );
+    let strict = Policy::from_yaml("guards: {neverStrand: false}").unwrap();
+    let d = decide(&strict, &[hot, hotter]);
+    assert!(d.verdicts.iter().all(|v| !v.passes()));
 }

@@ -35,9 +35,20 @@ fn bound_pod(uid: &str, node: &str, cpu: &str, at: &str) -> Value {
            "status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": at}]}})
 }
 
+/// The policy most tests here use: the filter and score as they read (no idle band, the pod's
+/// own requests not counted, a filter that may leave no node), so each test's arithmetic shows
+/// one rule at a time. The shipped defaults are tested in `the_shipped_defaults_*` below and in
+/// `realload_common::scoring`.
+const CLASSIC: &str =
+    "scoring: {idleBelow: 0}\nguards: {neverStrand: false}\nhotspot: {includePod: false}\n";
+
+fn classic() -> Policy {
+    Policy::from_yaml(CLASSIC).unwrap()
+}
+
 fn state_with(nodes: &[Value], pods: &[Value]) -> Arc<State> {
     let state = Arc::new(State::new(
-        Policy::default(),
+        classic(),
         Clock::Fixed(NOW.parse().unwrap()),
         Metrics::new(),
     ));
@@ -69,10 +80,14 @@ fn app(state: Arc<State>) -> Router {
     )
 }
 
-/// The pod kube-scheduler sends, taken from the captured request.
+/// The pod kube-scheduler sends, taken from the captured request, with a small CPU request
+/// (the captured pod asks for 7 cores, which with `hotspot.includePod` would fill the tests'
+/// 8-core nodes by itself).
 fn real_pod() -> Value {
     let v: Value = serde_json::from_str(FILTER_NOCACHE).unwrap();
-    v["Pod"].clone()
+    let mut pod = v["Pod"].clone();
+    pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("100m");
+    pod
 }
 
 fn cache_body(names: &[&str]) -> String {
@@ -545,7 +560,7 @@ async fn policy_reload_applies_valid_files_and_keeps_the_old_policy_on_invalid_o
     let dir = std::env::temp_dir().join(format!("realload-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("policy.yaml");
-    let first = "metrics: [{name: cpu-avg-5m, filterAbove: 0.95}, {name: cpu-sustained-10m}]\n";
+    let first = "metrics: [{name: cpu-avg-5m, filterAbove: 0.95}, {name: cpu-sustained-10m}]\nguards: {neverStrand: false}\n";
     std::fs::write(&file, first).unwrap();
     let state = state_with(&[node("n", "0.9000", FRESH)], &[]);
     // as `serve` does: the file's policy is in force when watching starts
@@ -592,7 +607,7 @@ async fn policy_reload_applies_valid_files_and_keeps_the_old_policy_on_invalid_o
     );
     std::fs::write(
         &file,
-        "metrics: [{name: cpu-avg-5m, filterAbove: 0.85}, {name: cpu-sustained-10m}]\n",
+        "metrics: [{name: cpu-avg-5m, filterAbove: 0.85}, {name: cpu-sustained-10m}]\nguards: {neverStrand: false}\n",
     )
     .unwrap();
     assert!(wait_for(Some(0.85)).await);
@@ -714,7 +729,12 @@ async fn an_unknown_node_takes_at_most_the_cap_even_before_bindings_arrive() {
     let offered = ["hot", "u1", "u2"];
     // 1 of 3 offered nodes is known: 2/3 unknown trips the breaker (default 0.5); use a
     // policy whose breaker allows it, to see the cap on its own
-    state.set_policy(Policy::from_yaml("guards: {maxUnknownFraction: 0.9}").unwrap());
+    state.set_policy(
+        Policy::from_yaml(
+            "scoring: {idleBelow: 0}\nguards: {maxUnknownFraction: 0.9, neverStrand: false}\n",
+        )
+        .unwrap(),
+    );
     let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p1", &offered)).await;
     assert_eq!(passed(&v), ["u1", "u2"]);
     let (_, v) = post(&r, "/scheduler/filter", cache_body_for("p2", &offered)).await;
@@ -840,7 +860,12 @@ async fn prioritize_reserves_the_pod_on_the_best_node_until_its_binding_is_seen(
         "b carries p1: {third}"
     );
     // the policy can switch reservations off
-    state.set_policy(Policy::from_yaml("hotspot: {reserveRanked: false}").unwrap());
+    state.set_policy(
+        Policy::from_yaml(
+            "scoring: {idleBelow: 0}\nguards: {neverStrand: false}\nhotspot: {includePod: false, reserveRanked: false}\n",
+        )
+        .unwrap(),
+    );
     let (_, off) = post(
         &r,
         "/scheduler/prioritize",
@@ -937,4 +962,46 @@ async fn probes_and_debug_are_not_served_on_the_api_listener() {
     }
     let (status, _) = post(&admin, "/filter", cache_body(&["a"])).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+fn sized_node(name: &str, cpu: &str, cores: &str) -> Value {
+    let mut n = node(name, cpu, FRESH);
+    n["status"]["allocatable"]["cpu"] = json!(cores);
+    n
+}
+
+#[tokio::test]
+async fn the_shipped_defaults_weigh_the_pod_on_each_node_and_never_strand_it() {
+    let state = state_with(
+        &[
+            sized_node("small", "0.5000", "8"),
+            sized_node("big", "0.5000", "32"),
+        ],
+        &[],
+    );
+    state.set_policy(Policy::default());
+    let r = app(state.clone());
+    // a 4-core pod: 0.5 + 0.425 on the small node (over the 0.80 filter), 0.5 + 0.106 on the big
+    let body = prioritize_body_for("p1", "4", &["small", "big"]);
+    let (_, v) = post(&r, "/scheduler/filter", body.clone()).await;
+    assert_eq!(passed(&v), ["big"], "{v}");
+    let (_, v) = post(&r, "/scheduler/prioritize", body).await;
+    assert!(score_of(&v, "big") > score_of(&v, "small"), "{v}");
+    // a 28-core pod is over the filter everywhere: it is not left waiting
+    let (_, v) = post(
+        &r,
+        "/scheduler/filter",
+        prioritize_body_for("p2", "28", &["small", "big"]),
+    )
+    .await;
+    assert_eq!(passed(&v), ["small", "big"], "{v}");
+    // the same with the policy that may strand: nothing passes
+    state.set_policy(Policy::from_yaml("guards: {neverStrand: false}").unwrap());
+    let (_, v) = post(
+        &r,
+        "/scheduler/filter",
+        prioritize_body_for("p3", "28", &["small", "big"]),
+    )
+    .await;
+    assert!(passed(&v).is_empty(), "{v}");
 }

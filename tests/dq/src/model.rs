@@ -69,6 +69,20 @@ pub struct NodeSpec {
     pub zone: usize,
 }
 
+impl NodeSpec {
+    /// What a node uses with no pods on it: the kernel, kubelet, the container runtime and the
+    /// node's DaemonSets (kube-proxy, CNI, node-exporter). 100m + 2% of the cores and 512 MiB + 4%
+    /// of the memory, the order of what such nodes report idle. Without it an empty node would
+    /// report 0, which no real node does (and which realload rightly treats as a broken exporter).
+    pub fn system_cpu_m(&self) -> f64 {
+        100.0 + 0.02 * self.cpu_m as f64
+    }
+
+    pub fn system_mem_mi(&self) -> f64 {
+        512.0 + 0.04 * self.mem_mi as f64
+    }
+}
+
 /// A workload: what its pods request, and how their real usage relates to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {

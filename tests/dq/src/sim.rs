@@ -362,7 +362,7 @@ impl<'a> Sim<'a> {
         let minutes = STEP as f64 / 60.0;
         for n in 0..s.nodes.len() {
             let node = &s.nodes[n];
-            let (mut cpu, mut mem) = (0.0, 0.0);
+            let (mut cpu, mut mem) = (node.system_cpu_m(), node.system_mem_mi());
             for p in &self.on_node[n] {
                 let pod = &self.pods[*p];
                 if t >= pod.started() {

@@ -81,50 +81,53 @@ impl Sim<'_> {
         {
             self.realload.reserved.pop_front();
         }
-        let judged: Vec<scoring::Judgement> = candidates
-            .iter()
-            .map(|&n| {
-                let node = &self.scenario.nodes[n];
-                let visible: Vec<BoundPod> = self.on_node[n]
-                    .iter()
-                    .map(|p| &self.pods[*p])
-                    .filter(|p| p.bound_ms + lag <= now_ms)
-                    .map(|p| {
-                        let w = &self.scenario.workloads[p.workload];
-                        BoundPod {
-                            bound_at: ts(p.bound_ms / 1000),
-                            cpu_millis: w.cpu_request_m,
-                            memory_bytes: w.mem_request_mi << 20,
-                            pinned: false,
-                        }
-                    })
-                    .chain(
-                        self.realload
-                            .reserved
-                            .iter()
-                            .filter(|(_, node, _)| *node == n)
-                            .map(|(_, _, p)| *p),
-                    )
-                    .collect();
-                let in_flight = self
-                    .realload
-                    .in_flight
-                    .iter()
-                    .filter(|(_, nodes)| nodes.contains(&n))
-                    .count() as u32;
-                let input = NodeInput {
-                    readings: &self.realload.readings[n],
-                    bad_since: &self.realload.bad_since[n],
-                    pods: &visible,
-                    in_flight,
-                    allocatable: Allocatable {
-                        cpu_millis: node.cpu_m,
-                        memory_bytes: node.mem_mi << 20,
-                    },
-                };
-                scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now))
-            })
-            .collect();
+        let judged: Vec<scoring::Judgement> =
+            candidates
+                .iter()
+                .map(|&n| {
+                    let node = &self.scenario.nodes[n];
+                    let visible: Vec<BoundPod> = self.on_node[n]
+                        .iter()
+                        .map(|p| &self.pods[*p])
+                        .filter(|p| p.bound_ms + lag <= now_ms)
+                        .map(|p| {
+                            let w = &self.scenario.workloads[p.workload];
+                            BoundPod {
+                                bound_at: ts(p.bound_ms / 1000),
+                                cpu_millis: w.cpu_request_m,
+                                memory_bytes: w.mem_request_mi << 20,
+                                pinned: false,
+                            }
+                        })
+                        .chain(
+                            self.realload
+                                .reserved
+                                .iter()
+                                .filter(|(_, node, _)| *node == n)
+                                .map(|(_, _, p)| *p),
+                        )
+                        .collect();
+                    let in_flight = self
+                        .realload
+                        .in_flight
+                        .iter()
+                        .filter(|(_, nodes)| nodes.contains(&n))
+                        .count() as u32;
+                    let input = NodeInput {
+                        readings: &self.realload.readings[n],
+                        bad_since: &self.realload.bad_since[n],
+                        pods: &visible,
+                        in_flight,
+                        allocatable: Allocatable {
+                            cpu_millis: node.cpu_m,
+                            memory_bytes: node.mem_mi << 20,
+                        },
+                    };
+                    let w = &self.scenario.workloads[self.pods[pod].workload];
+                    scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now))
+                        .with_pod(&self.policy, w.cpu_request_m, w.mem_request_mi << 20)
+                })
+                .collect();
         let unknown = judged.iter().filter(|j| !j.known).count();
         let fleet = (self.realload.fleet_unknown, self.scenario.nodes.len());
         let breaker =

@@ -129,8 +129,9 @@ fn demand_above_capacity_is_counted_not_clamped() {
     sim.bind(0, 0, -100_000);
     sim.account();
     let over = sim.metrics["CPU demand above capacity (core-min)"];
-    // 1 core above capacity for one 10 s step
-    assert!((over - 1.0 * STEP as f64 / 60.0).abs() < 1e-9, "{over}");
+    // 1 core above capacity, plus the node's own system use, for one 10 s step
+    let above = (2000.0 + s.nodes[0].system_cpu_m() - 1000.0) / 1000.0;
+    assert!((over - above * STEP as f64 / 60.0).abs() < 1e-9, "{over}");
     assert!((sim.metrics["CPU work delivered (core-min)"] - STEP as f64 / 60.0).abs() < 1e-9);
     assert!(sim.metrics["hot node-minutes"] > 0.0);
 }
@@ -218,5 +219,24 @@ fn a_zero_exporter_is_skipped_by_realloads_collector_and_goes_unknown() {
             .is_some(),
             "node {n} is unknown 15 minutes into its exporter's fault"
         );
+    }
+}
+
+#[test]
+fn an_empty_node_reports_its_system_use_not_zero() {
+    let s = Scenario::new("steady", 3);
+    let mut sim = Sim::new(&s, PolicyKind::Realload, Policy::default());
+    sim.t = 0;
+    for t in (0..=600).step_by(STEP as usize) {
+        sim.t = t;
+        sim.account();
+    }
+    for n in 0..s.nodes.len() {
+        match sim.series[n].cpu_avg_5m(600) {
+            crate::prom::Answer::Value(v) => {
+                assert!(v > 0.01, "node {n}: {v}: a real node is never idle to 0");
+            }
+            other => panic!("node {n}: {other:?}"),
+        }
     }
 }
