@@ -45,7 +45,11 @@ pub enum OutputFormat {
 
 pub fn parse_timestamp(text: &str) -> Result<Timestamp, String> {
     text.parse::<Timestamp>().map_err(|e| {
-        format!("{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-22T01:05:00Z): {e}")
+        if crate::reading::looks_like_rfc3339(text) {
+            format!("{text:?} is outside the supported range (years 0001 to 9999, up to 9999-12-30): {e}")
+        } else {
+            format!("{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-22T01:05:00Z): {e}")
+        }
     })
 }
 
@@ -128,6 +132,19 @@ mod tests {
             parse_timestamp("yesterday")
                 .unwrap_err()
                 .contains("RFC 3339")
+        );
+        // a real date the clock cannot hold is not called malformed
+        let e = parse_timestamp("9999-12-31T23:59:59Z").unwrap_err();
+        assert!(e.contains("outside the supported range"), "{e}");
+        let e = crate::reading::parse_annotation(
+            "0.5,9999-12-31T23:59:59Z",
+            crate::reading::AnnotationFormat::Realload,
+            &jiff::tz::TimeZone::UTC,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            crate::reading::ReadingError::TimestampOutOfRange("9999-12-31T23:59:59Z".into())
         );
     }
 }

@@ -48,6 +48,10 @@ pub enum ReadingError {
     RatioInfinite,
     #[error("timestamp {0:?} is not RFC 3339")]
     BadTimestamp(String),
+    #[error(
+        "timestamp {0:?} is outside the supported range (years 0001 to 9999, up to 9999-12-30)"
+    )]
+    TimestampOutOfRange(String),
     #[error("timestamp {0:?} does not exist in the crane timezone")]
     BadLocalTime(String),
     #[error("timestamp is {ahead} ahead of the clock")]
@@ -160,6 +164,34 @@ pub fn format_as(reading: &Reading, format: AnnotationFormat, crane_tz: &TimeZon
     }
 }
 
+/// Shaped like an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS…`), whether or not it is in range.
+pub fn looks_like_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b'T' | b't' | b' ')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+}
+
+/// Why a timestamp did not parse: out of range when it has the shape, otherwise not RFC 3339.
+fn timestamp_error(text: &str) -> ReadingError {
+    if looks_like_rfc3339(text) {
+        ReadingError::TimestampOutOfRange(text.to_string())
+    } else {
+        ReadingError::BadTimestamp(text.to_string())
+    }
+}
+
 /// Parses an annotation value in the given format. Range checks (NaN, negative, above 1) happen
 /// here, so a parsed [`Reading`] always carries a ratio in `[0, 1]`.
 pub fn parse_annotation(
@@ -187,7 +219,7 @@ pub fn parse_annotation(
     let sampled_at = match format {
         AnnotationFormat::Realload => time_text
             .parse::<Timestamp>()
-            .map_err(|_| ReadingError::BadTimestamp(time_text.to_string()))?,
+            .map_err(|_| timestamp_error(time_text))?,
         AnnotationFormat::Crane => {
             // Go layout "2006-01-02T15:04:05Z" printed in local time: the Z is not UTC.
             let civil = time_text

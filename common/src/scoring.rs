@@ -495,6 +495,9 @@ pub struct Judgement {
     /// [`Judgement::with_pod`] adds the pod to).
     pub estimated: Estimates,
     pub allocatable: Allocatable,
+    /// A valid reading alone (without any estimate added) is above its metric's `filterAbove`:
+    /// the node is hot by measurement, and `guards.neverStrand` never lets a pod onto it.
+    pub reading_over: bool,
 }
 
 /// Per policy metric, a valid estimate or none; inline for up to four metrics.
@@ -502,6 +505,9 @@ pub type Estimates = SmallVec<[Option<f32>; 4]>;
 
 pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
     Judgement {
+        reading_over: policy.metrics.iter().zip(&node.metrics).any(|(spec, m)| {
+            matches!((spec.filter_above, m.assessed.valid_ratio()), (Some(t), Some(r)) if r > t)
+        }),
         estimated: node
             .metrics
             .iter()
@@ -575,6 +581,7 @@ pub fn decide_judged_with(
     let unknown = judged.iter().filter(|j| !j.known).count();
     let breaker_tripped = breaker.unwrap_or_else(|| breaker_trips(policy, unknown, judged.len()));
     let known = judged.iter().map(|j| j.known).collect();
+    let measured_hot: Vec<bool> = judged.iter().map(|j| j.reading_over).collect();
     let (mut verdicts, scores): (Vec<FilterVerdict>, Vec<i64>) = if breaker_tripped {
         (
             vec![FilterVerdict::Pass; judged.len()],
@@ -583,11 +590,12 @@ pub fn decide_judged_with(
     } else {
         judged.into_iter().map(|j| (j.verdict, j.score)).unzip()
     };
-    // `guards.neverStrand`: when the load filter would leave no node at all, it lets every node
-    // it rejected for load through, and the score decides. Unknown nodes at their cap stay out.
+    // `guards.neverStrand`: when the load filter would leave no node at all, it lets through the
+    // nodes it rejected only for what the estimate adds (recent bindings, this pod), and the score
+    // decides. Nodes hot by their reading alone and unknown nodes at their cap stay out.
     if policy.guards.never_strand && !verdicts.iter().any(FilterVerdict::passes) {
-        for v in verdicts.iter_mut() {
-            if matches!(v, FilterVerdict::Reject(_)) {
+        for (v, hot) in verdicts.iter_mut().zip(&measured_hot) {
+            if matches!(v, FilterVerdict::Reject(_)) && !hot {
                 *v = FilterVerdict::Pass;
             }
         }

@@ -81,6 +81,14 @@ fn check_object(o: &Value, source: &str) -> Result<(), String> {
     );
     match (o["apiVersion"].as_str().unwrap_or(""), kind) {
         ("v1", "Namespace") => check_typed::<Namespace>(o, &what),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => check_typed::<
+            k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+        >(o, &what),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+            check_typed::<
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+            >(o, &what)
+        }
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             check_typed::<k8s_openapi::api::scheduling::v1::PriorityClass>(o, &what)
         }

@@ -329,8 +329,11 @@ proptest! {
         } else {
             // nothing would pass: only nodes at the unknown cap stay out (never stranded for load)
             for (c, v) in candidates.iter().zip(&d.verdicts) {
-                match filter_verdict(&p, c) {
-                    own @ FilterVerdict::UnknownCap { .. } => prop_assert_eq!(v, &own),
+                let own = filter_verdict(&p, c);
+                let hot_by_reading = judge(&p, c).reading_over;
+                match own {
+                    FilterVerdict::UnknownCap { .. } => prop_assert_eq!(v, &own),
+                    FilterVerdict::Reject(_) if hot_by_reading => prop_assert_eq!(v, &own),
                     _ => prop_assert!(v.passes(), "{v:?}"),
                 }
             }
@@ -417,20 +420,33 @@ fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
 }
 
 #[test]
-fn the_filter_never_leaves_a_pod_without_a_node_for_load_alone() {
+fn the_filter_never_strands_a_pod_on_estimates_but_keeps_measured_hot_nodes_out() {
     let p = Policy::default();
-    let hot = node(0.95, 0.95, 0.5);
-    let hotter = node(0.99, 0.99, 0.5);
-    let d = decide(&p, &[hot.clone(), hotter.clone()]);
+    // readings under the 0.80 filter; a 4-core pod on 8 cores (+0.425) puts both over it
+    let warm = judge(&p, &node(0.70, 0.7, 0.5)).with_pod(&p, 4000, 0);
+    let warmer = judge(&p, &node(0.75, 0.75, 0.5)).with_pod(&p, 4000, 0);
+    assert!(!warm.verdict.passes() && !warmer.verdict.passes());
+    let d = decide_judged(&p, vec![warm.clone(), warmer.clone()]);
     assert!(d.verdicts.iter().all(FilterVerdict::passes), "{d:?}");
     assert!(d.scores[0] >= d.scores[1], "the score still ranks them");
-    let cool = node(0.3, 0.3, 0.3);
-    let d = decide(&p, &[hot.clone(), cool]);
+    // a node hot by its reading alone is never let through
+    let hot = judge(&p, &node(0.95, 0.95, 0.5));
+    assert!(hot.reading_over);
+    let d = decide_judged(&p, vec![hot.clone(), warm.clone()]);
+    assert!(!d.verdicts[0].passes() && d.verdicts[1].passes(), "{d:?}");
+    let d = decide_judged(&p, vec![hot.clone()]);
+    assert!(
+        !d.verdicts[0].passes(),
+        "the pod waits rather than go to a hot node"
+    );
+    // a node that passes means nothing is rescued
+    let cool = judge(&p, &node(0.3, 0.3, 0.3));
+    let d = decide_judged(&p, vec![warm.clone(), cool]);
     assert!(
         !d.verdicts[0].passes() && d.verdicts[1].passes(),
         "a cooler node fits: {d:?}"
     );
     let strict = Policy::from_yaml("guards: {neverStrand: false}").unwrap();
-    let d = decide(&strict, &[hot, hotter]);
+    let d = decide_judged(&strict, vec![warm, warmer]);
     assert!(d.verdicts.iter().all(|v| !v.passes()));
 }

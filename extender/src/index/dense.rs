@@ -109,6 +109,7 @@ struct Slot {
     estimated: [f32; CACHED_METRICS],
     metrics: u8,
     allocatable: Allocatable,
+    reading_over: bool,
 }
 
 /// Judgements of policies with more metrics are not cached (recomputed per request).
@@ -162,6 +163,7 @@ impl Dense {
                 .map(|e| (!e.is_nan()).then_some(*e))
                 .collect(),
             allocatable: slot.allocatable,
+            reading_over: slot.reading_over,
         })
     }
 
@@ -224,6 +226,7 @@ impl Dense {
             },
             metrics: u8::try_from(judgement.estimated.len()).unwrap_or(0),
             allocatable: judgement.allocatable,
+            reading_over: judgement.reading_over,
         };
     }
 
@@ -318,6 +321,7 @@ mod tests {
                 cpu_millis: 8000,
                 memory_bytes: 1 << 34,
             },
+            reading_over: false,
         }
     }
 

@@ -69,12 +69,14 @@ struct LabelSet {
 }
 
 /// Kinds that live outside namespaces.
-const CLUSTER_SCOPED: [&str; 5] = [
+const CLUSTER_SCOPED: [&str; 7] = [
     "Namespace",
     "ClusterRole",
     "ClusterRoleBinding",
     "PriorityClass",
     "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 ];
 
 /// Reads every YAML document of a file (skipping empty ones).

@@ -4,6 +4,7 @@
 //! `tests/run.sh` runs these; by hand: `cargo test -p realload-e2e -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod admission;
 mod collector;
 mod descheduler;
 mod extender;
