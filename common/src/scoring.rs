@@ -98,6 +98,58 @@ fn shares_of(cpu: u64, memory: u64, allocatable: Allocatable, policy: &Policy) -
     }
 }
 
+/// The pod being placed and the policy's rules, prepared once per request for
+/// [`Judgement::with_placement`].
+#[derive(Debug, Clone, Copy)]
+pub struct PodPlacement {
+    include: bool,
+    /// Requests × hot-spot factor (divided by a node's allocatable per node).
+    cpu: f64,
+    memory: f64,
+    metrics: [PlacementMetric; MAX_METRICS],
+    len: usize,
+    idle: f64,
+    /// 1 / (1 − idleBelow).
+    per_span: f64,
+    total_weight: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PlacementMetric {
+    cpu: bool,
+    /// `filterAbove`, or infinity.
+    filter_above: f64,
+    /// 0 for unscored metrics.
+    weight: f64,
+}
+
+impl PodPlacement {
+    pub fn new(policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> PodPlacement {
+        let mut metrics = [PlacementMetric::default(); MAX_METRICS];
+        let mut total_weight = 0.0;
+        for (slot, spec) in metrics.iter_mut().zip(&policy.metrics) {
+            let weight = if spec.is_scored() { spec.weight } else { 0.0 };
+            total_weight += weight;
+            *slot = PlacementMetric {
+                cpu: spec.resource == crate::policy::Resource::Cpu,
+                filter_above: spec.filter_above.unwrap_or(f64::INFINITY),
+                weight,
+            };
+        }
+        let idle = policy.scoring.idle_below;
+        PodPlacement {
+            include: policy.hotspot.include_pod,
+            cpu: cpu_millis as f64 * policy.hotspot.cpu_factor,
+            memory: memory_bytes as f64 * policy.hotspot.memory_factor,
+            metrics,
+            len: policy.metrics.len().min(MAX_METRICS),
+            idle,
+            per_span: 1.0 / (1.0 - idle),
+            total_weight,
+        }
+    }
+}
+
 /// What the pod being placed adds to a node's estimate (`hotspot.includePod`): its requests ×
 /// the hot-spot factors, as shares of the node's allocatable. Nothing when the policy says not.
 pub fn pod_shares(
@@ -413,7 +465,8 @@ fn load_rejection(
 /// request-based plugins decide between such nodes); above, linearly up to full load.
 fn scored_load(policy: &Policy, load: f64) -> f64 {
     let idle = policy.scoring.idle_below;
-    ((load - idle) / (1.0 - idle)).max(0.0)
+    // multiplied by the reciprocal, exactly as `PodPlacement` does
+    ((load - idle) * (1.0 / (1.0 - idle))).max(0.0)
 }
 
 /// `round(10 × Σ w·(1 − scored load) / Σ w)` over the scored metrics, clamped to 0..=10, where the
@@ -443,11 +496,16 @@ fn score_of_loads(
     if total_weight <= 0.0 {
         return NEUTRAL_SCORE;
     }
-    let raw = (MAX_SCORE as f64 * weighted / total_weight).round();
+    rounded_score(MAX_SCORE as f64 * weighted / total_weight)
+}
+
+/// A raw score clamped to 0..=10, then rounded half up (what `round` does for these
+/// non-negative values, without its library call: this runs per node per request). NaN is 0.
+fn rounded_score(raw: f64) -> i64 {
     if raw.is_nan() {
         return MIN_SCORE;
     }
-    (raw as i64).clamp(MIN_SCORE, MAX_SCORE)
+    (raw.clamp(MIN_SCORE as f64, MAX_SCORE as f64) + 0.5) as i64
 }
 
 /// Whether too many candidates are unknown for load to mean anything: strictly more than
@@ -500,19 +558,70 @@ pub struct Judgement {
     pub reading_over: bool,
 }
 
-/// Per policy metric, a valid estimate or none; inline for up to four metrics.
-pub type Estimates = SmallVec<[Option<f32>; 4]>;
+/// Per policy metric (a policy has at most [`MAX_METRICS`]), a valid estimate or none: plain
+/// data, copied with a judgement and cached per node, so adding the pod costs no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimates {
+    /// NaN for none.
+    values: [f32; MAX_METRICS],
+    len: u8,
+}
+
+/// The most metrics a policy may have (validation refuses more).
+pub const MAX_METRICS: usize = crate::policy::MAX_METRICS;
+
+impl Estimates {
+    pub fn get(&self, i: usize) -> Option<f64> {
+        self.values
+            .get(i)
+            .filter(|_| i < usize::from(self.len))
+            .filter(|v| !v.is_nan())
+            .map(|v| f64::from(*v))
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl PartialEq for Estimates {
+    /// Equal when they hold the same estimates (none equals none: the NaN marks compare equal).
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && (0..self.len()).all(|i| self.values[i].to_bits() == other.values[i].to_bits())
+    }
+}
+
+impl Default for Estimates {
+    fn default() -> Self {
+        std::iter::empty().collect()
+    }
+}
+
+impl FromIterator<Option<f64>> for Estimates {
+    fn from_iter<I: IntoIterator<Item = Option<f64>>>(iter: I) -> Self {
+        let mut e = Estimates {
+            values: [f32::NAN; MAX_METRICS],
+            len: 0,
+        };
+        for (slot, value) in e.values.iter_mut().zip(iter) {
+            *slot = value.map_or(f32::NAN, |v| v as f32);
+            e.len += 1;
+        }
+        e
+    }
+}
 
 pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
     Judgement {
         reading_over: policy.metrics.iter().zip(&node.metrics).any(|(spec, m)| {
             matches!((spec.filter_above, m.assessed.valid_ratio()), (Some(t), Some(r)) if r > t)
         }),
-        estimated: node
-            .metrics
-            .iter()
-            .map(|m| m.estimated.map(|e| e as f32))
-            .collect(),
+        estimated: node.metrics.iter().map(|m| m.estimated).collect(),
         allocatable: node.allocatable,
         known: node.known,
         verdict: filter_verdict(policy, node),
@@ -525,23 +634,51 @@ impl Judgement {
     /// The judgement of the node with the pod being placed on it (`hotspot.includePod`): its
     /// requests added to every valid estimate, then filtered and scored by the same rules. An
     /// unknown node has no estimate to add to and stays as judged.
-    pub fn with_pod(mut self, policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> Judgement {
-        let shares = pod_shares(policy, cpu_millis, memory_bytes, self.allocatable);
-        if !self.known || (shares.cpu == 0.0 && shares.memory == 0.0) {
+    pub fn with_pod(self, policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> Judgement {
+        self.with_placement(policy, &PodPlacement::new(policy, cpu_millis, memory_bytes))
+    }
+
+    /// [`Judgement::with_pod`] with the per-request part prepared once: the same rules as
+    /// [`filter_verdict`] and [`score`], over compact data (this runs per node per request).
+    pub fn with_placement(mut self, policy: &Policy, pod: &PodPlacement) -> Judgement {
+        if !self.known || !pod.include {
             return self;
         }
-        let estimated = &self.estimated;
-        let loads = || {
-            policy
-                .metrics
-                .iter()
-                .zip(estimated)
-                .map(move |(spec, e)| e.map(|e| f64::from(e) + shares.of(spec.resource)))
+        let share = |requested: f64, available: u64| {
+            if available == 0 {
+                0.0
+            } else {
+                requested / available as f64
+            }
         };
-        let verdict = load_rejection(policy, loads()).unwrap_or(FilterVerdict::Pass);
-        let score = score_of_loads(policy, true, loads());
-        self.verdict = verdict;
-        self.score = score;
+        let cpu = share(pod.cpu, self.allocatable.cpu_millis);
+        let memory = share(pod.memory, self.allocatable.memory_bytes);
+        if cpu == 0.0 && memory == 0.0 {
+            return self;
+        }
+        let mut rejected: Option<(usize, f64)> = None;
+        let mut weighted = 0.0;
+        for (i, m) in pod.metrics[..pod.len].iter().enumerate() {
+            let Some(estimate) = self.estimated.get(i) else {
+                continue;
+            };
+            let load = estimate + if m.cpu { cpu } else { memory };
+            if rejected.is_none() && load > m.filter_above {
+                rejected = Some((i, load));
+            }
+            weighted += m.weight * (1.0 - ((load - pod.idle) * pod.per_span).max(0.0));
+        }
+        self.verdict = match rejected {
+            Some((i, load)) => {
+                FilterVerdict::reject(&policy.metrics[i].name, pod.metrics[i].filter_above, load)
+            }
+            None => FilterVerdict::Pass,
+        };
+        self.score = if pod.total_weight <= 0.0 {
+            NEUTRAL_SCORE
+        } else {
+            rounded_score(MAX_SCORE as f64 * weighted / pod.total_weight)
+        };
         self
     }
 

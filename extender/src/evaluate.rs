@@ -148,8 +148,8 @@ pub fn evaluate(
             .map_or(&[], |p| p.as_slice())
     };
     let requests = args.pod.requests();
-    let with_pod =
-        |j: scoring::Judgement| j.with_pod(policy, requests.cpu_millis, requests.memory_bytes);
+    let placement = scoring::PodPlacement::new(policy, requests.cpu_millis, requests.memory_bytes);
+    let with_pod = |j: scoring::Judgement| j.with_placement(policy, &placement);
     // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
         Candidates::Names(names) => match (&in_flight, &reserved) {

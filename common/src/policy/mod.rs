@@ -250,7 +250,8 @@ mod validate;
 pub use fields::field_values;
 pub use file::*;
 pub use validate::{
-    MAX_DURATION, MAX_MIN_REPLICAS, MAX_POLICY_BYTES, is_annotation_key, parse_duration,
+    MAX_DURATION, MAX_METRICS, MAX_MIN_REPLICAS, MAX_POLICY_BYTES, is_annotation_key,
+    parse_duration,
 };
 
 #[cfg(test)]

@@ -89,6 +89,14 @@ impl PolicyFile {
             .unwrap_or_else(|| defaults_by_name.clone());
         if metric_files.is_empty() {
             v.fail("metrics", "must list at least one metric");
+        } else if metric_files.len() > MAX_METRICS {
+            v.fail(
+                "metrics",
+                format!(
+                    "must list at most {MAX_METRICS} metrics, got {}",
+                    metric_files.len()
+                ),
+            );
         }
         let mut metrics = Vec::with_capacity(metric_files.len());
         for (i, file) in metric_files.iter().enumerate() {
@@ -600,6 +608,8 @@ impl Validator {
 
 /// The largest policy file read (real ones are a few KB).
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
+/// The most metrics a policy may list (each is a query per cycle and a column per node).
+pub const MAX_METRICS: usize = 8;
 /// The longest duration a policy may state (periods, ages, cooldowns).
 pub const MAX_DURATION: SignedDuration = SignedDuration::from_hours(366 * 24);
 /// The largest `descheduler.minReplicas` (a Deployment's replicas are an `int32`).

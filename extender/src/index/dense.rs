@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 use jiff::Timestamp;
-use realload_common::scoring::{Allocatable, FilterVerdict, Judgement};
+use realload_common::scoring::{Allocatable, Estimates, FilterVerdict, Judgement};
 use rustc_hash::FxBuildHasher;
 
 use super::{HashMap, NodeEntry};
@@ -105,15 +105,10 @@ struct Slot {
     score: i8,
     known: bool,
     live: bool,
-    /// Per policy metric (up to [`CACHED_METRICS`]): the valid estimate, NaN for none.
-    estimated: [f32; CACHED_METRICS],
-    metrics: u8,
+    estimated: Estimates,
     allocatable: Allocatable,
     reading_over: bool,
 }
-
-/// Judgements of policies with more metrics are not cached (recomputed per request).
-pub const CACHED_METRICS: usize = 4;
 
 /// The cached judgements of a generation, by node name.
 #[derive(Debug, Clone, Default)]
@@ -158,10 +153,7 @@ impl Dense {
             verdict,
             score: i64::from(slot.score),
             unknown_pods: slot.unknown_pods,
-            estimated: slot.estimated[..usize::from(slot.metrics)]
-                .iter()
-                .map(|e| (!e.is_nan()).then_some(*e))
-                .collect(),
+            estimated: slot.estimated,
             allocatable: slot.allocatable,
             reading_over: slot.reading_over,
         })
@@ -174,10 +166,6 @@ impl Dense {
         (from, until): (Timestamp, Timestamp),
         fingerprint: u64,
     ) {
-        if judgement.estimated.len() > CACHED_METRICS {
-            self.remove(name);
-            return;
-        }
         let i = Arc::make_mut(&mut self.names).insert(name) as usize;
         if self.slots.len() <= i {
             self.slots.resize(i + 1, Slot::default());
@@ -217,14 +205,7 @@ impl Dense {
                 .clamp(i64::from(i8::MIN), i64::from(i8::MAX)) as i8,
             known: judgement.known,
             live: true,
-            estimated: {
-                let mut e = [f32::NAN; CACHED_METRICS];
-                for (slot, value) in e.iter_mut().zip(&judgement.estimated) {
-                    *slot = value.unwrap_or(f32::NAN);
-                }
-                e
-            },
-            metrics: u8::try_from(judgement.estimated.len()).unwrap_or(0),
+            estimated: judgement.estimated,
             allocatable: judgement.allocatable,
             reading_over: judgement.reading_over,
         };
