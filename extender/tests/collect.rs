@@ -605,3 +605,76 @@ async fn two_collectors_one_writer_and_a_takeover_on_sigterm() {
     assert!(lease["spec"]["leaseTransitions"].as_i64().unwrap() >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn metrics_text(admin: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await else {
+        return String::new();
+    };
+    let _ = stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_collector_follows_policy_edits_and_keeps_its_policy_on_a_bad_one() {
+    let dir = temp_dir("collect", "reload");
+    let sim = Arc::new(ApiSim::start().await.unwrap());
+    sim.put(node("a", "10.0.0.1")).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let (addr, _) = start_scripted(200, vector(&[("a", "0.50")]), Duration::ZERO).await;
+    let url = format!("http://{addr}");
+    let (_collector, admin) = spawn_collector(&dir, &kubeconfig, &url, "collector-reload");
+    let annotation = |sim: &ApiSim, key: &str| {
+        sim.get(resources::NODES, "", "a").unwrap()["metadata"]["annotations"][key].clone()
+    };
+    let wait = |what: &'static str, check: Box<dyn Fn() -> bool>| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let s = sim.clone();
+    wait(
+        "the first reading",
+        Box::new(move || annotation(&s, "realload.io/cpu-avg-5m").is_string()),
+    )
+    .await;
+    // an invalid edit is rejected and counted; the collector goes on with its policy
+    let policy = dir.join("fast-policy.yaml");
+    std::fs::write(&policy, "metrics: [{name: cpu-avg-5m, period: 0s}]\n").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !metrics_text(admin)
+        .await
+        .contains("realload_collector_policy_reloads_total{result=\"invalid\"} 1")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bad policy was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a valid edit that renames the annotation: the next cycles write the new key
+    std::fs::write(
+        &policy,
+        "metrics:\n- {name: cpu-avg-5m, query: scripted, period: 1s, annotation: example.com/cpu}\n- {name: cpu-sustained-10m, query: scripted, period: 1s}\ncollector: {deadband: 0}\n",
+    )
+    .unwrap();
+    let s = sim.clone();
+    wait(
+        "the renamed annotation",
+        Box::new(move || annotation(&s, "example.com/cpu").is_string()),
+    )
+    .await;
+    assert!(
+        metrics_text(admin)
+            .await
+            .contains("realload_collector_policy_reloads_total{result=\"ok\"} 1")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,7 +27,7 @@ use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_common::runtime::{Readiness, admin_router};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::cli::{CollectArgs, Source};
 use crate::state::Clock;
@@ -66,6 +66,7 @@ pub struct CollectorMetrics {
     pub skips: Family<SkipLabel, Counter>,
     pub leader: Gauge,
     pub cycles: Counter,
+    pub policy_reloads: Family<crate::metrics::ResultLabel, Counter>,
 }
 
 impl CollectorMetrics {
@@ -113,6 +114,12 @@ impl CollectorMetrics {
         );
         let cycles = Counter::default();
         r.register("cycles", "Collection cycles run", cycles.clone());
+        let policy_reloads = Family::<crate::metrics::ResultLabel, Counter>::default();
+        r.register(
+            "policy_reloads",
+            "Policy file reloads by result",
+            policy_reloads.clone(),
+        );
         CollectorMetrics {
             registry: Arc::new(r),
             coverage,
@@ -122,6 +129,7 @@ impl CollectorMetrics {
             skips,
             leader,
             cycles,
+            policy_reloads,
         }
     }
 
@@ -327,11 +335,11 @@ fn build_source(args: &CollectArgs) -> anyhow::Result<SourceImpl> {
 
 /// Runs the collector: `--once` (one cycle, then exit) or the leader-elected loop.
 pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let policy = load_policy(args.policy.policy.as_deref())?;
+    let mut policy = load_policy(args.policy.policy.as_deref())?;
     let source = build_source(args)?;
     let metrics = CollectorMetrics::new();
     let clock = args.snapshot.now.map_or(Clock::System, Clock::Fixed);
-    let period = plan::cycle_period(&policy);
+    let mut period = plan::cycle_period(&policy);
 
     if let Some(path) = &args.snapshot.snapshot {
         if !args.once {
@@ -405,10 +413,56 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
         args.lease_duration,
     );
     info!(identity = %identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "collector started");
+    // The policy file is re-read when it changes (a ConfigMap edit), as the extender and the
+    // descheduler do: an invalid file is rejected and the policy in force stays.
+    let (policy_tx, mut policy_rx) = tokio::sync::watch::channel(Arc::new(policy.clone()));
+    if let Some(path) = &args.policy.policy {
+        let shown = path.display().to_string();
+        let reloads = metrics.policy_reloads.clone();
+        crate::reload::spawn_file_reload(
+            "policy",
+            vec![path.clone()],
+            Duration::from_secs(2),
+            shutdown.clone(),
+            move |contents| {
+                let parsed = contents
+                    .first()
+                    .ok_or_else(|| "no contents".to_string())
+                    .and_then(|b| String::from_utf8(b.clone()).map_err(|e| e.to_string()))
+                    .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
+                match parsed {
+                    Ok(p) => {
+                        reloads
+                            .get_or_create(&crate::metrics::ResultLabel {
+                                result: "ok".into(),
+                            })
+                            .inc();
+                        let _ = policy_tx.send(Arc::new(p));
+                    }
+                    Err(e) => {
+                        reloads
+                            .get_or_create(&crate::metrics::ResultLabel {
+                                result: "invalid".into(),
+                            })
+                            .inc();
+                        error!(path = %shown, error = %e, "new policy rejected; keeping the policy in force");
+                    }
+                }
+            },
+        );
+    }
     let mut last_queried: HashMap<String, Timestamp> = HashMap::new();
     let mut next_cycle = tokio::time::Instant::now();
     let mut leading = false;
     loop {
+        if policy_rx.has_changed().unwrap_or(false) {
+            let next = policy_rx.borrow_and_update().clone();
+            store.set_policy(next.clone());
+            policy = (*next).clone();
+            period = plan::cycle_period(&policy);
+            last_queried.retain(|name, _| policy.metrics.iter().any(|m| &m.name == name));
+            info!(metrics = policy.metrics.len(), "policy reloaded");
+        }
         // Renew (or try to take) the lease often enough that it never lapses while leading.
         match elector.try_acquire().await {
             Ok(l) => {

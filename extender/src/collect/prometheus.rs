@@ -25,7 +25,10 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct PrometheusClient {
     http: Client<Https, Empty<Bytes>>,
     base: String,
-    bearer: Option<String>,
+    /// The token file, re-read for every query (a projected ServiceAccount token or a Secret
+    /// rotates under the running collector), and the last token read from it.
+    bearer_file: Option<std::path::PathBuf>,
+    bearer: Arc<std::sync::Mutex<Option<String>>>,
     pub timeout: Duration,
     pub attempts: u32,
 }
@@ -182,15 +185,31 @@ impl PrometheusClient {
         Ok(PrometheusClient {
             http: Client::builder(TokioExecutor::new()).build(connector),
             base: base.trim_end_matches('/').to_string(),
-            bearer,
+            bearer_file: bearer_token_file.map(Path::to_path_buf),
+            bearer: Arc::new(std::sync::Mutex::new(bearer)),
             timeout,
             attempts: 3,
         })
     }
 
+    /// The bearer token as the file holds it now; the last one read if the file is unreadable
+    /// for a moment (a rotation replaces it).
+    fn token(&self) -> Option<String> {
+        let mut last = self.bearer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = &self.bearer_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => *last = Some(text.trim().to_string()),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "bearer token unreadable; using the last one read")
+                }
+            }
+        }
+        last.clone()
+    }
+
     async fn attempt(&self, url: &str, identity_label: &str) -> Result<Vec<Series>, Attempt> {
         let mut request = hyper::Request::get(url);
-        if let Some(token) = &self.bearer {
+        if let Some(token) = self.token() {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request.body(Empty::new()).map_err(|e| Attempt {
