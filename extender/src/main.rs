@@ -19,14 +19,32 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let text = describe(&e);
             if json {
                 // A pipeline reading stdout gets JSON on failure too.
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                println!("{}", serde_json::json!({ "error": text }));
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {text}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: the library errors already name their source in
+/// their own message, which `{:#}` would repeat.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Whether the command prints JSON (`--output json`).

@@ -191,3 +191,34 @@ async fn explains_against_a_live_cluster_through_the_watches() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failure_is_said_once_and_in_json_when_json_was_asked_for() {
+    let (code, stdout, stderr) = run(&["explain", "--snapshot", "/nonexistent.json", "--pod", POD]);
+    assert_eq!(code, 1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+    let (code, stdout, _) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        POD,
+        "--output",
+        "json",
+        "--policy",
+        "/nonexistent.yaml",
+    ]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("policy file /nonexistent.yaml"), "{error}");
+    // a Pod manifest given as the snapshot names the mistake
+    let (code, _, stderr) = run(&["explain", "--snapshot", POD, "--pod", POD]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("holds no Node"), "{stderr}");
+}
