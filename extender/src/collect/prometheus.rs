@@ -14,7 +14,6 @@ use jiff::Timestamp;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
-use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::plan::{MetricResult, Series, SkipReason};
@@ -42,10 +41,10 @@ struct Attempt {
 }
 
 #[derive(Deserialize)]
-struct ApiResponse {
+struct ApiResponse<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<ApiData>,
+    #[serde(default, borrow)]
+    data: Option<ApiData<'a>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -53,17 +52,122 @@ struct ApiResponse {
 }
 
 #[derive(Deserialize)]
-struct ApiData {
+struct ApiData<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: Value,
+    /// Kept as the answer's bytes and read series by series: a parsed tree of 200,000 series
+    /// with all their labels took 9× the answer's size.
+    #[serde(borrow)]
+    result: &'a serde_json::value::RawValue,
 }
 
-#[derive(Deserialize)]
-struct VectorSample {
-    #[serde(default)]
-    metric: std::collections::BTreeMap<String, String>,
-    value: (f64, String),
+/// Reads a vector's samples straight into [`Series`], keeping of each series' labels only the
+/// identity label's value.
+struct VectorSeed<'l> {
+    identity_label: &'l str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for VectorSeed<'_> {
+    type Value = Vec<Series>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct Samples<'l>(&'l str);
+        impl<'de> serde::de::Visitor<'de> for Samples<'_> {
+            type Value = Vec<Series>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of samples")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(sample) = seq.next_element_seed(SampleSeed(self.0))? {
+                    match sample {
+                        Some(series) => out.push(series),
+                        None => debug!(label = self.0, "series without the identity label skipped"),
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Samples(self.identity_label))
+    }
+}
+
+/// One sample: `{"metric": {...}, "value": [time, "value"]}`.
+struct SampleSeed<'l>(&'l str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SampleSeed<'_> {
+    type Value = Option<Series>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct Sample<'l>(&'l str);
+        impl<'de> serde::de::Visitor<'de> for Sample<'_> {
+            type Value = Option<Series>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sample with metric and value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut identity: Option<String> = None;
+                let mut value: Option<(f64, std::borrow::Cow<'de, str>)> = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "metric" => identity = map.next_value_seed(LabelSeed(self.0))?,
+                        "value" => value = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let (at, text) = value.ok_or_else(|| serde::de::Error::missing_field("value"))?;
+                Ok(identity.map(|identity| {
+                    let value = parse_sample_value(&text).ok_or(SkipReason::Unparsable);
+                    let sampled_at = sample_time(at).ok_or(SkipReason::BadTimestamp);
+                    Series {
+                        identity,
+                        sample: value.and_then(|v| sampled_at.map(|t| (v, t))),
+                    }
+                }))
+            }
+        }
+        d.deserialize_map(Sample(self.0))
+    }
+}
+
+/// A series' labels, of which only the named one is kept.
+struct LabelSeed<'l>(&'l str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for LabelSeed<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct Labels<'l>(&'l str);
+        impl<'de> serde::de::Visitor<'de> for Labels<'_> {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of labels")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == self.0 {
+                        found = Some(map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(found)
+            }
+        }
+        d.deserialize_map(Labels(self.0))
+    }
 }
 
 /// Parses a Prometheus sample value: numbers, `NaN`, `+Inf`, `-Inf`.
@@ -118,25 +222,12 @@ pub fn parse_query_response(
             ),
         ));
     }
-    let samples: Vec<VectorSample> = serde_json::from_value(data.result)
-        .map_err(|e| (SkipReason::QueryFailed, format!("unparsable vector: {e}")))?;
-    let mut series = Vec::with_capacity(samples.len());
-    for s in samples {
-        let Some(identity) = s.metric.get(identity_label) else {
-            debug!(
-                label = identity_label,
-                "series without the identity label skipped"
-            );
-            continue;
-        };
-        let value = parse_sample_value(&s.value.1).ok_or(SkipReason::Unparsable);
-        let sampled_at = sample_time(s.value.0).ok_or(SkipReason::BadTimestamp);
-        series.push(Series {
-            identity: identity.clone(),
-            sample: value.and_then(|v| sampled_at.map(|t| (v, t))),
-        });
-    }
-    Ok(series)
+    use serde::de::DeserializeSeed;
+    let mut reader = serde_json::Deserializer::from_str(data.result.get());
+    VectorSeed { identity_label }
+        .deserialize(&mut reader)
+        .and_then(|series| reader.end().map(|()| series))
+        .map_err(|e| (SkipReason::QueryFailed, format!("unparsable vector: {e}")))
 }
 
 impl PrometheusClient {
