@@ -378,6 +378,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bearer_token_is_read_for_every_query_and_survives_a_missing_file() {
+        let dir = std::env::temp_dir().join(format!("realload-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "first\n").unwrap();
+        let client = PrometheusClient::new(
+            "http://127.0.0.1:9",
+            Some(&file),
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(client.token().as_deref(), Some("first"));
+        std::fs::write(&file, "rotated").unwrap();
+        assert_eq!(
+            client.token().as_deref(),
+            Some("rotated"),
+            "a rotation is used at once"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            client.token().as_deref(),
+            Some("rotated"),
+            "the last token stays"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn parses_vectors_special_values_and_errors() {
         let body = br#"{"status":"success","data":{"resultType":"vector","result":[
             {"metric":{"instance":"10.0.0.1:9100"},"value":[1763773500.5,"0.42"]},
