@@ -4,8 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use realload_common::policy::Policy;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::metrics::ResultLabel;
 
 /// The contents of `paths`, `None` for a file that cannot be read.
 pub fn read_all(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
@@ -54,4 +59,42 @@ where
         }
         .instrument(info_span!("reload", what)),
     )
+}
+
+/// Re-reads a policy file when its content changes (the extender and the collector both do):
+/// a valid policy goes to `apply`, an invalid one is logged and the policy in force stays; both
+/// are counted in `reloads` by result.
+pub fn spawn_policy_reload(
+    path: PathBuf,
+    period: Duration,
+    shutdown: CancellationToken,
+    reloads: Family<ResultLabel, Counter>,
+    mut apply: impl FnMut(Policy) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let shown = path.display().to_string();
+    spawn_file_reload("policy", vec![path], period, shutdown, move |contents| {
+        let parsed = contents
+            .first()
+            .ok_or_else(|| "no contents".to_string())
+            .and_then(|bytes| String::from_utf8(bytes.clone()).map_err(|e| e.to_string()))
+            .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
+        let count = |result: &str| {
+            reloads
+                .get_or_create(&ResultLabel {
+                    result: result.into(),
+                })
+                .inc();
+        };
+        match parsed {
+            Ok(policy) => {
+                apply(policy);
+                count("ok");
+                info!(path = %shown, "policy reloaded");
+            }
+            Err(e) => {
+                count("invalid");
+                error!(path = %shown, error = %e, "new policy rejected; keeping the policy in force");
+            }
+        }
+    })
 }

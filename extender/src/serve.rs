@@ -26,8 +26,7 @@ use tracing::{Instrument, error, info, info_span};
 
 use crate::cli::ServeArgs;
 use crate::limits;
-use crate::metrics::{Metrics, ResultLabel};
-use crate::reload::spawn_file_reload;
+use crate::metrics::Metrics;
 use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
 use crate::state::{Clock, State};
 use crate::tls::{TlsFiles, reloading_config};
@@ -90,35 +89,9 @@ pub fn spawn_policy_reload(
     period: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let shown = path.display().to_string();
-    spawn_file_reload("policy", vec![path], period, shutdown, move |contents| {
-        let result = contents
-            .first()
-            .ok_or_else(|| "no contents".to_string())
-            .and_then(|bytes| String::from_utf8(bytes.clone()).map_err(|e| e.to_string()))
-            .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
-        let label = |result: &str| ResultLabel {
-            result: result.into(),
-        };
-        match result {
-            Ok(policy) => {
-                state.set_policy(policy);
-                state
-                    .metrics
-                    .policy_reloads
-                    .get_or_create(&label("ok"))
-                    .inc();
-                info!(path = %shown, "policy reloaded");
-            }
-            Err(e) => {
-                state
-                    .metrics
-                    .policy_reloads
-                    .get_or_create(&label("invalid"))
-                    .inc();
-                error!(path = %shown, error = %e, "new policy rejected; keeping the policy in force");
-            }
-        }
+    let reloads = state.metrics.policy_reloads.clone();
+    crate::reload::spawn_policy_reload(path, period, shutdown, reloads, move |policy| {
+        state.set_policy(policy)
     })
 }
 

@@ -27,7 +27,7 @@ use realload_common::objects::NodeView;
 use realload_common::policy::Policy;
 use realload_common::runtime::{Readiness, admin_router};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::cli::{CollectArgs, Source};
 use crate::state::Clock;
@@ -417,37 +417,13 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     // descheduler do: an invalid file is rejected and the policy in force stays.
     let (policy_tx, mut policy_rx) = tokio::sync::watch::channel(Arc::new(policy.clone()));
     if let Some(path) = &args.policy.policy {
-        let shown = path.display().to_string();
-        let reloads = metrics.policy_reloads.clone();
-        crate::reload::spawn_file_reload(
-            "policy",
-            vec![path.clone()],
+        crate::reload::spawn_policy_reload(
+            path.clone(),
             Duration::from_secs(2),
             shutdown.clone(),
-            move |contents| {
-                let parsed = contents
-                    .first()
-                    .ok_or_else(|| "no contents".to_string())
-                    .and_then(|b| String::from_utf8(b.clone()).map_err(|e| e.to_string()))
-                    .and_then(|text| Policy::from_yaml(&text).map_err(|e| e.to_string()));
-                match parsed {
-                    Ok(p) => {
-                        reloads
-                            .get_or_create(&crate::metrics::ResultLabel {
-                                result: "ok".into(),
-                            })
-                            .inc();
-                        let _ = policy_tx.send(Arc::new(p));
-                    }
-                    Err(e) => {
-                        reloads
-                            .get_or_create(&crate::metrics::ResultLabel {
-                                result: "invalid".into(),
-                            })
-                            .inc();
-                        error!(path = %shown, error = %e, "new policy rejected; keeping the policy in force");
-                    }
-                }
+            metrics.policy_reloads.clone(),
+            move |p| {
+                let _ = policy_tx.send(Arc::new(p));
             },
         );
     }
