@@ -186,17 +186,15 @@ fn fresh(cpu: f64) -> BTreeMap<String, String> {
     readings(cpu, SignedDuration::from_secs(20))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
-async fn a_forty_pod_burst_spreads_over_equally_cool_nodes() {
-    let nodes: Vec<FakeNode> = (1..=4)
-        .map(|i| {
-            FakeNode::new(format!("cool-{i}"))
-                .cpu("16")
-                .readings(fresh(0.20))
-        })
-        .collect();
-    let (client, ns, group) = group_with("spread", &nodes).await;
+/// `count` pods of `cpu` each, created at once onto `nodes` in a fresh group, scheduled by the
+/// real kube-scheduler with the extender; pods bound per node (every pod must bind).
+async fn burst_onto(
+    prefix: &str,
+    nodes: &[FakeNode],
+    count: usize,
+    cpu: &str,
+) -> BTreeMap<String, usize> {
+    let (client, ns, group) = group_with(prefix, nodes).await;
     let c = cluster();
     let ext = Extender::start(c, &c.kubeconfig, None, &[]);
     ext.wait_ready().await;
@@ -207,20 +205,34 @@ async fn a_forty_pod_burst_spreads_over_equally_cool_nodes() {
         &format!("http://127.0.0.1:{}/scheduler", ext.port),
         |_| {},
     );
-    objects::create_pods(&client, &ns, "p", 40, |name| {
-        pod(name, &group, &group, "250m")
+    objects::create_pods(&client, &ns, "p", count, |name| {
+        pod(name, &group, &group, cpu)
     })
     .await;
-    let placed = objects::wait_bound(&client, &ns, 40, Duration::from_secs(60)).await;
+    let placed = objects::wait_bound(&client, &ns, count, Duration::from_secs(60)).await;
     let per = objects::per_node(&placed);
     eprintln!("{group}: {per:?}");
-    assert_eq!(placed.values().flatten().count(), 40, "{per:?}");
+    assert_eq!(placed.values().flatten().count(), count, "{per:?}");
+    objects::cleanup(&client, &ns, &group).await;
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn a_forty_pod_burst_spreads_over_equally_cool_nodes() {
+    let nodes: Vec<FakeNode> = (1..=4)
+        .map(|i| {
+            FakeNode::new(format!("cool-{i}"))
+                .cpu("16")
+                .readings(fresh(0.20))
+        })
+        .collect();
+    let per = burst_onto("spread", &nodes, 40, "250m").await;
     assert_eq!(per.len(), 4, "every node took some: {per:?}");
     assert!(
         per.values().all(|n| *n <= 20),
         "no node took half of the burst: {per:?}"
     );
-    objects::cleanup(&client, &ns, &group).await;
 }
 
 /// kube-scheduler scores a burst faster than the first binding comes back through the watch:
@@ -233,28 +245,12 @@ async fn a_ten_pod_burst_spreads_before_any_binding_is_seen() {
         .into_iter()
         .map(|(name, cpu)| FakeNode::new(name).cpu("16").readings(fresh(cpu)))
         .collect();
-    let (client, ns, group) = group_with("burst10", &nodes).await;
-    let c = cluster();
-    let ext = Extender::start(c, &c.kubeconfig, None, &[]);
-    ext.wait_ready().await;
-    let _sched = Scheduler::start(
-        c,
-        CONFIG,
-        &group,
-        &format!("http://127.0.0.1:{}/scheduler", ext.port),
-        |_| {},
-    );
-    objects::create_pods(&client, &ns, "p", 10, |name| pod(name, &group, &group, "1")).await;
-    let placed = objects::wait_bound(&client, &ns, 10, Duration::from_secs(60)).await;
-    let per = objects::per_node(&placed);
-    eprintln!("{group}: {per:?}");
-    assert_eq!(placed.values().flatten().count(), 10, "{per:?}");
+    let per = burst_onto("burst10", &nodes, 10, "1").await;
     assert!(
         per.values().all(|n| *n <= 5),
         "no node took more than half of the burst: {per:?}"
     );
     assert!(per.len() >= 2, "the burst spread: {per:?}");
-    objects::cleanup(&client, &ns, &group).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
