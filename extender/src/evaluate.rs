@@ -132,7 +132,7 @@ pub fn evaluate(
     let policy = &generation.policy;
     let now = state.clock.now();
     let key = args.pod.key();
-    let in_flight = state.memory.in_flight_for(&key);
+    let in_flight = state.memory.in_flight_for(&key, generation.id);
     let flying = |name: &str| {
         in_flight
             .as_ref()
@@ -140,7 +140,7 @@ pub fn evaluate(
             .copied()
             .unwrap_or(0)
     };
-    let reserved = state.memory.reserved_for(&key);
+    let reserved = state.memory.reserved_for(&key, generation.id);
     let reserved_on = |name: &str| -> &[scoring::BoundPod] {
         reserved
             .as_ref()

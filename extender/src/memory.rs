@@ -51,30 +51,49 @@ struct Reservation {
     expires: Instant,
 }
 
+/// A pod whose binding the index has published in generation `generation`: a request still
+/// judging with an older generation does not see it in the ledger, so it counts it here.
+#[derive(Debug)]
+struct Released {
+    generation: u64,
+    at: Instant,
+    unknown_nodes: SmallVec<[Arc<str>; 4]>,
+    reservation: Option<Reservation>,
+}
+
+/// How long a released pod is kept for requests on older generations (they last milliseconds).
+const KEEP_RELEASED: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Default)]
 struct Inner {
     by_pod: HashMap<String, Remembered>,
     in_flight: HashMap<Arc<str>, u32>,
     reserved: HashMap<String, Reservation>,
+    released: VecDeque<Released>,
 }
 
 impl Inner {
-    fn forget(&mut self, key: &str) {
-        self.forget_filtered(key);
-        self.reserved.remove(key);
-    }
-
-    fn forget_filtered(&mut self, key: &str) {
-        if let Some(old) = self.by_pod.remove(key) {
-            for node in old.unknown_nodes {
-                if let Some(n) = self.in_flight.get_mut(&node) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.in_flight.remove(&node);
-                    }
+    /// Drops the pod's filter call, returning the unknown nodes it was counted on.
+    fn forget_filtered(&mut self, key: &str) -> SmallVec<[Arc<str>; 4]> {
+        let Some(old) = self.by_pod.remove(key) else {
+            return SmallVec::new();
+        };
+        for node in &old.unknown_nodes {
+            if let Some(n) = self.in_flight.get_mut(node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.in_flight.remove(node);
                 }
             }
         }
+        old.unknown_nodes
+    }
+
+    /// Released pods a request on `generation` does not see in its ledger yet.
+    fn unseen(&self, generation: u64) -> impl Iterator<Item = &Released> {
+        self.released
+            .iter()
+            .filter(move |r| r.generation > generation)
     }
 
     fn expire(&mut self, now: Instant) {
@@ -88,6 +107,13 @@ impl Inner {
             self.forget_filtered(&key);
         }
         self.reserved.retain(|_, r| r.expires > now);
+        while self
+            .released
+            .front()
+            .is_some_and(|r| now.duration_since(r.at) > KEEP_RELEASED)
+        {
+            self.released.pop_front();
+        }
     }
 }
 
@@ -107,15 +133,25 @@ impl PodMemory {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The pods in flight per node, leaving out the asking pod's own earlier reservation; `None`
-    /// when nothing is in flight (the usual case: no allocation).
-    pub fn in_flight_for(&self, key: &str) -> Option<InFlight> {
+    /// The pods in flight per node for a request judging with `generation`, leaving out the
+    /// asking pod's own earlier reservation; `None` when nothing is in flight (the usual case: no
+    /// allocation). Pods whose binding a newer generation holds still count: the request's
+    /// ledger does not have them.
+    pub fn in_flight_for(&self, key: &str, generation: u64) -> Option<InFlight> {
         let mut inner = self.lock();
-        if inner.in_flight.is_empty() {
+        if inner.in_flight.is_empty() && inner.released.is_empty() {
             return None;
         }
         inner.expire(Instant::now());
         let mut counts = inner.in_flight.clone();
+        for r in inner.unseen(generation) {
+            for node in &r.unknown_nodes {
+                *counts.entry(node.clone()).or_default() += 1;
+            }
+        }
+        if counts.is_empty() {
+            return None;
+        }
         if let Some(own) = inner.by_pod.get(key) {
             for node in &own.unknown_nodes {
                 if let Some(n) = counts.get_mut(node) {
@@ -186,17 +222,22 @@ impl PodMemory {
 
     /// The pods reserved per node, leaving out the asking pod's own reservation; `None` when
     /// nothing is reserved (the usual case outside bursts: no allocation).
-    pub fn reserved_for(&self, key: &str) -> Option<Reserved> {
+    pub fn reserved_for(&self, key: &str, generation: u64) -> Option<Reserved> {
         let mut inner = self.lock();
-        if inner.reserved.is_empty() {
+        if inner.reserved.is_empty() && inner.released.is_empty() {
             return None;
         }
-        let now = Instant::now();
-        inner.reserved.retain(|_, r| r.expires > now);
+        inner.expire(Instant::now());
         let mut per_node = Reserved::default();
         for (pod, r) in &inner.reserved {
             if pod != key {
                 per_node.entry(r.node.clone()).or_default().push(r.pod);
+            }
+        }
+        // a reservation whose pod's binding the request's generation does not hold yet
+        for r in inner.unseen(generation) {
+            if let Some(res) = &r.reservation {
+                per_node.entry(res.node.clone()).or_default().push(res.pod);
             }
         }
         (!per_node.is_empty()).then_some(per_node)
@@ -224,11 +265,24 @@ impl PodMemory {
             .map(|r| r.breaker_tripped)
     }
 
-    /// The pod was bound (the ledger counts it now) or is gone.
-    pub fn release(&self, key: &str) {
+    /// The pod was bound (the ledger counts it from `generation` on) or is gone. Requests still
+    /// judging with an older generation go on counting it (see [`PodMemory::in_flight_for`]).
+    pub fn release(&self, key: &str, generation: u64) {
         let mut inner = self.lock();
-        if !inner.by_pod.is_empty() || !inner.reserved.is_empty() {
-            inner.forget(key);
+        if inner.by_pod.is_empty() && inner.reserved.is_empty() {
+            return;
+        }
+        let unknown_nodes = inner.forget_filtered(key);
+        let reservation = inner.reserved.remove(key);
+        if !unknown_nodes.is_empty() || reservation.is_some() {
+            let now = Instant::now();
+            inner.expire(now);
+            inner.released.push_back(Released {
+                generation,
+                at: now,
+                unknown_nodes,
+                reservation,
+            });
         }
     }
 
@@ -311,12 +365,12 @@ mod tests {
     #[test]
     fn reservations_count_per_node_leave_out_the_asking_pod_and_go_on_release() {
         let m = PodMemory::default();
-        assert!(m.in_flight_for("p1").is_none(), "nothing in flight");
+        assert!(m.in_flight_for("p1", 0).is_none(), "nothing in flight");
         m.remember("p1", false, nodes(&["u1", "u2"]));
         m.remember("p2", false, nodes(&["u1"]));
-        let for_p3 = m.in_flight_for("p3").unwrap();
+        let for_p3 = m.in_flight_for("p3", 0).unwrap();
         assert_eq!((for_p3.get("u1"), for_p3.get("u2")), (Some(&2), Some(&1)));
-        let for_p1 = m.in_flight_for("p1").unwrap();
+        let for_p1 = m.in_flight_for("p1", 0).unwrap();
         assert_eq!(
             for_p1.get("u1"),
             Some(&1),
@@ -326,8 +380,8 @@ mod tests {
         m.remember("p1", false, nodes(&["u2"]));
         assert_eq!(m.in_flight().get("u1"), Some(&1));
         assert_eq!(m.in_flight().get("u2"), Some(&1));
-        m.release("p1");
-        m.release("p2");
+        m.release("p1", 0);
+        m.release("p2", 0);
         assert!(m.in_flight().is_empty() && m.is_empty());
         assert_eq!(m.breaker_of("p1"), None);
     }
@@ -344,16 +398,16 @@ mod tests {
     #[test]
     fn a_reservation_weighs_on_its_node_for_other_pods_until_released() {
         let m = PodMemory::default();
-        assert!(m.reserved_for("p1").is_none(), "nothing reserved");
+        assert!(m.reserved_for("p1", 0).is_none(), "nothing reserved");
         m.reserve("p1", Arc::from("a"), pod(1000));
         m.reserve("p2", Arc::from("a"), pod(2000));
         m.reserve("p3", Arc::from("b"), pod(500));
-        let for_p4 = m.reserved_for("p4").unwrap();
+        let for_p4 = m.reserved_for("p4", 0).unwrap();
         let cpu = |r: &Reserved, n: &str| -> u64 {
             r.get(n).map_or(0, |p| p.iter().map(|p| p.cpu_millis).sum())
         };
         assert_eq!((cpu(&for_p4, "a"), cpu(&for_p4, "b")), (3000, 500));
-        let for_p1 = m.reserved_for("p1").unwrap();
+        let for_p1 = m.reserved_for("p1", 0).unwrap();
         assert_eq!(
             cpu(&for_p1, "a"),
             2000,
@@ -367,9 +421,28 @@ mod tests {
         m.remember("p1", false, nodes(&[]));
         assert_eq!(m.reserved().get("b"), Some(&2));
         for p in ["p1", "p2", "p3"] {
-            m.release(p);
+            m.release(p, 0);
         }
-        assert!(m.reserved().is_empty() && m.reserved_for("p4").is_none());
+        assert!(m.reserved().is_empty() && m.reserved_for("p4", 0).is_none());
+    }
+
+    #[test]
+    fn a_request_on_an_older_generation_still_counts_a_pod_released_since() {
+        // p1 was filtered onto the unknown node u1 and reserved on a; its binding is published
+        // in generation 7, then released here
+        let m = PodMemory::default();
+        m.remember("p1", false, nodes(&["u1"]));
+        m.reserve("p1", Arc::from("a"), pod(1000));
+        m.release("p1", 7);
+        // a request that loaded generation 6 before the publication: its ledger lacks p1
+        let old = m.in_flight_for("p2", 6).unwrap();
+        assert_eq!(old.get("u1"), Some(&1));
+        let old = m.reserved_for("p2", 6).unwrap();
+        assert_eq!(old.get("a").map(|p| p.len()), Some(1));
+        // a request on generation 7 or later finds p1 in its ledger: not counted twice
+        assert!(m.in_flight_for("p2", 7).is_none());
+        assert!(m.reserved_for("p2", 7).is_none());
+        assert!(m.in_flight().is_empty() && m.is_empty());
     }
 
     #[test]

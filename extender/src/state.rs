@@ -118,16 +118,20 @@ impl State {
         self.update_readiness();
     }
 
+    /// The pod's binding is published (the current generation holds it): it leaves the memory of
+    /// pods in flight, except for requests still judging with an older generation.
     fn release(&self, pod: &Pod) {
+        let generation = self.index.current().id;
         let m = &pod.metadata;
-        self.memory.release(&pod_key(
-            m.uid.as_deref(),
-            m.namespace.as_deref(),
-            m.name.as_deref(),
-        ));
+        self.memory.release(
+            &pod_key(m.uid.as_deref(), m.namespace.as_deref(), m.name.as_deref()),
+            generation,
+        );
         // A request without a uid is remembered under namespace/name.
-        self.memory
-            .release(&pod_key(None, m.namespace.as_deref(), m.name.as_deref()));
+        self.memory.release(
+            &pod_key(None, m.namespace.as_deref(), m.name.as_deref()),
+            generation,
+        );
     }
 
     pub fn apply_pod(&self, pod: &Pod) {
@@ -160,7 +164,7 @@ impl State {
     pub fn record_binding(&self, uid: &str, node: &str, pod: Option<&Pod>) {
         let requests = pod.map(pod_requests).unwrap_or_default();
         self.index.record_binding(uid, node, requests);
-        self.memory.release(uid);
+        self.memory.release(uid, self.index.current().id);
         if let Some(pod) = pod {
             self.release(pod);
         }

@@ -59,7 +59,10 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
     let mut names: Vec<&Arc<str>> = generation.nodes.keys().collect();
     names.sort();
     let flying = |n: &str| in_flight.get(n).copied().unwrap_or(0);
-    let reserved = state.memory.reserved_for("").unwrap_or_default();
+    let reserved = state
+        .memory
+        .reserved_for("", generation.id)
+        .unwrap_or_default();
     let reserved_on = |n: &str| reserved.get(n).map_or(&[][..], |p| p.as_slice());
     let assessments: Vec<NodeAssessment> = names
         .iter()
