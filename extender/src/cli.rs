@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// Perform the Binding for kube-scheduler (configure `bindVerb: bind`).
     #[arg(long, env = "REALLOAD_BIND")]
     pub bind: bool,
-    /// Connections each listener keeps open at most; one more is closed at once.
+    /// Connections the API listener keeps open at most (the admin one keeps 128); one more is
+    /// closed at once. Lowered at start when the open-file limit cannot hold it.
     #[arg(long, env = "REALLOAD_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,

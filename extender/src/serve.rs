@@ -304,6 +304,8 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         Some((api, admin)) => (Some(api), admin),
         None => (None, None),
     };
+    let caps =
+        limits::fit_connection_caps(usize::try_from(args.max_connections).unwrap_or(usize::MAX));
     let api_server = serve_on(
         "api",
         args.listen,
@@ -311,7 +313,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         api_tls,
         api_handle,
         args.header_read_timeout,
-        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        caps.api,
     );
     let admin_server = serve_on(
         "admin",
@@ -320,7 +322,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         admin_tls,
         admin_handle,
         args.header_read_timeout,
-        usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        caps.admin,
     );
     let result = tokio::try_join!(api_server, admin_server);
     stop_serving.cancel();

@@ -24,11 +24,26 @@ struct Extender {
 }
 
 fn spawn(args: &[&str], kubeconfig: Option<&Path>) -> Extender {
+    spawn_in(Command::new(BIN), args, kubeconfig)
+}
+
+/// The extender with its open-file limit (soft and hard) set to `nofile`, as a container runtime
+/// or systemd unit may set it.
+fn spawn_with_open_file_limit(nofile: u32, args: &[&str]) -> Extender {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+        BIN,
+    ]);
+    spawn_in(cmd, args, None)
+}
+
+fn spawn_in(mut cmd: Command, args: &[&str], kubeconfig: Option<&Path>) -> Extender {
     let port = free_port();
     let admin = free_port();
     let listen = format!("127.0.0.1:{port}");
     let admin_listen = format!("127.0.0.1:{admin}");
-    let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .args(["--listen", &listen, "--admin-listen", &admin_listen])
         .args(args);
@@ -578,4 +593,101 @@ async fn serves_hundreds_of_concurrent_connections_and_drops_slow_headers() {
         closed.is_ok(),
         "slow client still connected after the header timeout"
     );
+}
+
+/// The HTTP/2 client preface and an empty SETTINGS frame: what an h2c client sends before its
+/// first request. The flood below sends this and then nothing, and never answers a PING.
+const H2C_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Issue 18's flood: 21,000 idle h2c connections exhausted the extender's file descriptors and
+/// `/healthz` stopped answering. Here the extender runs with an open-file limit of 1024 and the
+/// default `--max-connections` (1024), which alone would let the flood take every descriptor: the
+/// cap is lowered to fit, connections past it are closed at once, the admin listener keeps
+/// answering, and idle HTTP/2 connections that stop answering pings are closed (keep-alive 20 s +
+/// ping timeout 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_flood_is_capped_and_closed_while_probes_keep_answering() {
+    const NOFILE: usize = 1024;
+    // What the open-file limit leaves the API listener (limits::connection_budget).
+    const CAP: usize = NOFILE - 128 - 128;
+    const FLOOD: usize = 1_500;
+    let snapshot = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/example/cluster.json");
+    let ext = spawn_with_open_file_limit(
+        NOFILE as u32,
+        &["--snapshot", snapshot, "--now", "2026-11-22T01:05:00Z"],
+    );
+    wait_ready(&ext, 200).await;
+    let fds_before = open_fds(ext.child.0.id());
+
+    // Each flood connection reads (so the server's frames do not back up) but never writes after
+    // its preface; the task ends when the server closes the connection.
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", ext.port))
+            .await
+            .unwrap();
+        flood.push(tokio::spawn(async move {
+            let opened = tokio::time::Instant::now();
+            if s.write_all(H2C_PREFACE).await.is_err() {
+                return opened.elapsed();
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return opened.elapsed(),
+                    Ok(_) => {}
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // While the flood holds its connections: probes answer, descriptors stay bounded, and a
+    // connection over the cap is refused at once rather than left hanging.
+    let (status, _) = http(ext.admin, "GET", "/healthz", "").await.unwrap();
+    assert_eq!(status, 200, "/healthz during the flood");
+    let fds = open_fds(ext.child.0.id());
+    assert!(
+        fds <= fds_before + CAP + 8 && fds < NOFILE,
+        "{fds} descriptors open during the flood (cap {CAP}, {fds_before} before it)"
+    );
+    let log = std::fs::read_to_string(&ext.log).unwrap_or_default();
+    assert!(
+        log.contains("lowered to fit the open-file limit"),
+        "the lowered cap is not logged:\n{log}"
+    );
+    let closed_early = flood.iter().filter(|t| t.is_finished()).count();
+    assert!(
+        closed_early >= FLOOD - CAP,
+        "only {closed_early} of {FLOOD} flood connections were refused with a cap of {CAP}"
+    );
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        http(ext.port, "POST", "/filter", &cache_body(&["node-a"])),
+    )
+    .await;
+    assert!(
+        !matches!(refused, Ok(Ok((200, _)))),
+        "a connection over the cap was served: {refused:?}"
+    );
+
+    // The held connections never answer a ping, so they are closed within keep-alive + timeout.
+    for t in flood {
+        let held_for = tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("an idle HTTP/2 connection outlived the ping timeout")
+            .unwrap();
+        assert!(held_for < Duration::from_secs(45), "held for {held_for:?}");
+    }
+    // With the flood gone, the API port serves again.
+    let (status, body) = http(ext.port, "POST", "/filter", &cache_body(&["node-a"]))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
 }
