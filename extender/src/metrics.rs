@@ -66,7 +66,7 @@ impl Metrics {
         );
         let latency = Family::<VerbLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 1.5, 2.0, 5.0,
             ])
         });
         registry.register(
@@ -116,6 +116,35 @@ impl Metrics {
             "Watch errors after which the watch restarted with backoff",
             watch_restarts.clone(),
         );
+        // Every family is exported from the first scrape, at zero, so rules and dashboards see
+        // the series before the first event (a family with no series is not exported at all).
+        for verb in ["filter", "prioritize"] {
+            for outcome in ["ok", "breaker", "unsynced", "bad_request"] {
+                let _ = requests.get_or_create(&VerbOutcome { verb, outcome });
+            }
+        }
+        for outcome in ["ok", "error"] {
+            let _ = requests.get_or_create(&VerbOutcome {
+                verb: "bind",
+                outcome,
+            });
+        }
+        for verb in ["filter", "prioritize", "bind"] {
+            let _ = latency.get_or_create(&VerbLabel { verb });
+        }
+        let _ = filter_rejections.get_or_create(&ReasonLabel {
+            reason: "unknown-cap".into(),
+        });
+        for result in ["ok", "invalid"] {
+            let _ = policy_reloads.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
+        for watch in ["nodes", "pods"] {
+            let _ = watch_restarts.get_or_create(&WatchLabel {
+                watch: watch.into(),
+            });
+        }
         Metrics {
             registry: Arc::new(registry),
             requests,

@@ -196,6 +196,13 @@ impl State {
             }
         }
         for (i, spec) in policy.metrics.iter().enumerate() {
+            // Exported at zero before the first rejection.
+            let _ = self
+                .metrics
+                .filter_rejections
+                .get_or_create(&crate::metrics::ReasonLabel {
+                    reason: spec.name.clone(),
+                });
             for q in Quality::ALL {
                 self.metrics
                     .nodes_by_quality

@@ -105,10 +105,77 @@ fn check_object(o: &Value, source: &str) -> Result<(), String> {
         }
         ("rbac.authorization.k8s.io/v1", "Role") => check_typed::<Role>(o, &what),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => check_typed::<RoleBinding>(o, &what),
+        ("monitoring.coreos.com/v1", "ServiceMonitor" | "PrometheusRule") => {
+            check_monitoring(o, &what)
+        }
         (api, kind) => Err(format!(
             "{what}: {api} {kind} is not a kind this test knows; add it"
         )),
     }
+}
+
+/// The Prometheus Operator's kinds are not in k8s-openapi: their fields are checked against the
+/// ones realload uses (monitoring.coreos.com/v1), so a misspelled one fails here.
+fn check_monitoring(o: &Value, what: &str) -> Result<(), String> {
+    fn only(v: &Value, allowed: &[&str], at: &str) -> Result<(), String> {
+        let map = v.as_object().ok_or(format!("{at}: not an object"))?;
+        match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(format!("{at}.{k}: unknown or misspelled field")),
+            None => Ok(()),
+        }
+    }
+    only(o, &["apiVersion", "kind", "metadata", "spec"], what)?;
+    only(&o["metadata"], &["name", "namespace", "labels"], what)?;
+    let spec = &o["spec"];
+    if o["kind"] == "ServiceMonitor" {
+        only(
+            spec,
+            &["selector", "endpoints", "namespaceSelector", "jobLabel"],
+            what,
+        )?;
+        only(&spec["selector"], &["matchLabels"], what)?;
+        for e in spec["endpoints"]
+            .as_array()
+            .ok_or(format!("{what}: no endpoints"))?
+        {
+            only(
+                e,
+                &[
+                    "port",
+                    "path",
+                    "interval",
+                    "scheme",
+                    "tlsConfig",
+                    "scrapeTimeout",
+                ],
+                what,
+            )?;
+        }
+        return Ok(());
+    }
+    only(spec, &["groups"], what)?;
+    for g in spec["groups"]
+        .as_array()
+        .ok_or(format!("{what}: no groups"))?
+    {
+        only(g, &["name", "interval", "rules"], what)?;
+        for r in g["rules"]
+            .as_array()
+            .ok_or(format!("{what}: a group without rules"))?
+        {
+            only(
+                r,
+                &["alert", "record", "expr", "for", "labels", "annotations"],
+                what,
+            )?;
+            if !r["expr"].is_string() || !(r["alert"].is_string() ^ r["record"].is_string()) {
+                return Err(format!(
+                    "{what}: a rule needs expr and one of alert, record: {r}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn manifest_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -164,6 +231,10 @@ fn the_checker_catches_a_misspelled_field() {
         "spec": {"replica": 2, "selector": {}, "template": {}}});
     let e = check_object(&bad, "inline").unwrap_err();
     assert!(e.contains(".spec.replica"), "{e}");
+    let rule = serde_json::json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "x"}, "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "1", "fro": "5m"}]}]}});
+    let e = check_object(&rule, "inline").unwrap_err();
+    assert!(e.contains(".fro"), "{e}");
     let missing = std::env::temp_dir().join(format!("realload-kust-{}", std::process::id()));
     std::fs::create_dir_all(&missing).unwrap();
     std::fs::write(

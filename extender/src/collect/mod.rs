@@ -133,6 +133,36 @@ impl CollectorMetrics {
         }
     }
 
+    /// Creates every series at zero for the policy's metrics, so each family is exported from
+    /// the first scrape rather than after its first event.
+    pub fn prime(&self, policy: &realload_common::policy::Policy) {
+        for result in ["sent", "failed"] {
+            let _ = self.patches.get_or_create(&PatchResult {
+                result: result.into(),
+            });
+        }
+        for result in ["ok", "invalid"] {
+            let _ = self
+                .policy_reloads
+                .get_or_create(&crate::metrics::ResultLabel {
+                    result: result.into(),
+                });
+        }
+        for spec in &policy.metrics {
+            let metric = MetricLabel {
+                metric: spec.name.clone(),
+            };
+            let _ = self.coverage.get_or_create(&metric);
+            let _ = self.query_seconds.get_or_create(&metric);
+            for reason in plan::SkipReason::ALL {
+                let _ = self.skips.get_or_create(&SkipLabel {
+                    metric: spec.name.clone(),
+                    reason: reason.as_str().into(),
+                });
+            }
+        }
+    }
+
     fn record(&self, plan: &Plan) {
         for (metric, n) in &plan.coverage {
             self.coverage
@@ -338,6 +368,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     let mut policy = load_policy(args.policy.policy.as_deref())?;
     let source = build_source(args)?;
     let metrics = CollectorMetrics::new();
+    metrics.prime(&policy);
     let clock = args.snapshot.now.map_or(Clock::System, Clock::Fixed);
     let mut period = plan::cycle_period(&policy);
 
@@ -435,6 +466,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             let next = policy_rx.borrow_and_update().clone();
             store.set_policy(next.clone());
             policy = (*next).clone();
+            metrics.prime(&policy);
             period = plan::cycle_period(&policy);
             last_queried.retain(|name, _| policy.metrics.iter().any(|m| &m.name == name));
             info!(metrics = policy.metrics.len(), "policy reloaded");

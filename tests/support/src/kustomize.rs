@@ -5,6 +5,7 @@
 //! kind/name target). Anything else in a kustomization is an error, so the renderer cannot
 //! silently disagree with kustomize.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -46,6 +47,9 @@ struct Generator {
 struct GeneratorOptions {
     #[serde(default)]
     disable_name_suffix_hash: bool,
+    /// Labels on the generated ConfigMap (a Grafana sidecar finds dashboards by label).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +146,11 @@ pub fn render(dir: &Path) -> Result<Vec<Value>, String> {
         let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g.name}, "data": data});
         if let Some(ns) = &g.namespace {
             cm["metadata"]["namespace"] = json!(ns);
+        }
+        if let Some(labels) = g.options.as_ref().map(|o| &o.labels)
+            && !labels.is_empty()
+        {
+            cm["metadata"]["labels"] = json!(labels);
         }
         objects.push(cm);
     }

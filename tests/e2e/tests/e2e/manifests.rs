@@ -21,6 +21,15 @@ async fn every_overlay_passes_a_strict_server_side_dry_run() {
     let mut checked = 0;
     for overlay in deploy::overlays() {
         for object in deploy::render(&overlay) {
+            // The Prometheus Operator's CRDs are not installed on the bundled control plane (nor
+            // on every cluster): those objects are checked offline by extender/tests/deploy.rs
+            // and monitoring.rs (fields, selectors, promtool). On a cluster that serves them,
+            // they are dry-run here too.
+            if object["apiVersion"] == "monitoring.coreos.com/v1"
+                && resolver.resolve(&object).is_none()
+            {
+                continue;
+            }
             checked += 1;
             if let Err(e) = deploy::apply(&client, &resolver, &object, true).await {
                 problems.push(format!("{overlay}: {e}"));
