@@ -90,21 +90,48 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, LoadError> {
     Ok(load_snapshot_file(path)?)
 }
 
-/// Writes a report to stdout. Unlike `print!`, a closed pipe (`realload … | head`) or a full disk
-/// is an error the caller reports, not a panic.
+/// Writes a report to stdout. Unlike `print!`, a full disk is an error the caller reports, not a
+/// panic; a reader that closed the pipe early (`realload … | head`) has what it wanted, so that
+/// is success, quietly.
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n")?;
+    write_report(&mut std::io::stdout().lock(), text)
+}
+
+fn write_report(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    let written = out.write_all(text.as_bytes()).and_then(|()| {
+        if text.ends_with('\n') {
+            Ok(())
+        } else {
+            out.write_all(b"\n")
+        }
+    });
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
-    out.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_success_and_a_full_disk_an_error() {
+        struct Failing(std::io::ErrorKind);
+        impl std::io::Write for Failing {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(self.0.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(write_report(&mut Failing(std::io::ErrorKind::BrokenPipe), "x").is_ok());
+        assert!(write_report(&mut Failing(std::io::ErrorKind::StorageFull), "x").is_err());
+        let mut buf = Vec::new();
+        write_report(&mut buf, "a").unwrap();
+        assert_eq!(buf, b"a\n");
+    }
 
     #[test]
     fn policy_errors_name_the_file_and_field() {

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
             let text = describe(&e);
             if json {
                 // A pipeline reading stdout gets JSON on failure too.
-                println!("{}", serde_json::json!({ "error": text }));
+                let _ = realload_common::cli::write_stdout(
+                    &serde_json::json!({ "error": text }).to_string(),
+                );
             }
             eprintln!("error: {text}");
             ExitCode::FAILURE

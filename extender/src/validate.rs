@@ -87,13 +87,15 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<bool> {
             Ok(text) => check(&text),
             Err(e) => vec![format!("cannot read: {e}")],
         };
+        let mut report = String::new();
         if problems.is_empty() {
-            println!("{what} {}: ok", path.display());
+            report = format!("{what} {}: ok", path.display());
         }
         for p in &problems {
             clean = false;
-            println!("{what} {}: {p}", path.display());
+            report.push_str(&format!("{what} {}: {p}\n", path.display()));
         }
+        realload_common::cli::write_stdout(&report)?;
     }
     Ok(clean)
 }

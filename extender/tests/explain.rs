@@ -222,3 +222,35 @@ fn a_failure_is_said_once_and_in_json_when_json_was_asked_for() {
     assert_eq!(code, 1);
     assert!(stderr.contains("holds no Node"), "{stderr}");
 }
+
+/// `explain ... | head`: the reader closes the pipe before the report is written. That is not a
+/// failure: exit 0, no error on stderr (it once panicked printing its error as JSON).
+#[test]
+fn a_reader_that_closes_the_pipe_early_gets_a_quiet_exit_0() {
+    for output in ["json", "table"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_realload-extender"))
+            .args([
+                "explain",
+                "--snapshot",
+                SNAPSHOT,
+                "--pod",
+                POD,
+                "--now",
+                NOW,
+                "--output",
+                output,
+            ])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "--output {output}: {stderr}");
+        assert!(
+            !stderr.contains("error") && !stderr.contains("panicked"),
+            "--output {output}: {stderr}"
+        );
+    }
+}
