@@ -505,3 +505,18 @@ fn containers_run_non_root_read_only_without_privilege_escalation() {
         }
     }
 }
+
+#[test]
+fn the_manifests_run_the_image_of_this_version() {
+    let want = format!("ghcr.io/realload/realload:{}", env!("CARGO_PKG_VERSION"));
+    let mut images = 0;
+    for o in all_rendered() {
+        let text = serde_json::to_string(&o).unwrap();
+        for (i, _) in text.match_indices("ghcr.io/realload/realload") {
+            let image: String = text[i..].chars().take_while(|c| *c != '"').collect();
+            assert_eq!(image, want, "{} {}", o["kind"], o["metadata"]["name"]);
+            images += 1;
+        }
+    }
+    assert!(images >= 3, "only {images} images in the manifests");
+}
