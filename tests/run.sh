@@ -8,8 +8,10 @@
 #                                is ignored here, so a real cluster is never used by accident)
 #
 # What it installs (Debian packages, as root or through sudo): prometheus and
-# prometheus-node-exporter (the collector's integration tests run them), etcd-server, openssl,
-# curl and xz-utils (the end-to-end tests run kube-apiserver and kube-scheduler on loopback).
+# prometheus-node-exporter (the collector's integration tests run them; promtool checks the
+# alert rules), chromium and chromium-driver (the node-heat page is tested in a real headless
+# browser), etcd-server, openssl, curl and xz-utils (the end-to-end tests run kube-apiserver and
+# kube-scheduler on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,9 @@ need etcd etcd-server
 need openssl openssl
 need curl curl
 need xz xz-utils
+need promtool prometheus
+need chromium chromium
+need chromedriver chromium-driver
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then as_root=(); elif command -v sudo >/dev/null 2>&1; then as_root=(sudo); else
     echo "tests/run.sh: missing ${missing[*]}; install them as root: apt-get install -y ${missing[*]}" >&2

@@ -343,16 +343,34 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
 
 /// Runs `explain`, printing to stdout: on a snapshot, or on the live cluster once the extender's
 /// watches have synced.
+/// A Pod manifest in YAML or JSON (`explain --pod` and the status page's what-if box).
+pub fn parse_pod(text: &str) -> Result<Pod, String> {
+    let text = realload_common::yaml::strip_bom(text);
+    if let Some(problem) = realload_common::yaml::nesting_problem(text) {
+        return Err(problem);
+    }
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not YAML or JSON: {e}"))?;
+    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    if kind != "Pod" {
+        return Err(if kind.is_empty() {
+            "not a Pod manifest: no kind: Pod".to_string()
+        } else {
+            format!("not a Pod manifest: kind is {kind}")
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        format!("not a Pod manifest: {path}: {}", e.inner())
+    })
+}
+
 pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let policy = load_policy(args.policy.policy.as_deref())?;
     let pod_text = std::fs::read_to_string(&args.pod)
         .with_context(|| format!("pod file {}", args.pod.display()))?;
-    let pod_text = realload_common::yaml::strip_bom(&pod_text);
-    if let Some(problem) = realload_common::yaml::nesting_problem(pod_text) {
-        anyhow::bail!("pod file {}: {problem}", args.pod.display());
-    }
-    let pod: Pod = serde_yaml::from_str(pod_text)
-        .with_context(|| format!("pod file {} is not a Pod manifest", args.pod.display()))?;
+    let pod = parse_pod(&pod_text)
+        .map_err(|e| anyhow::anyhow!("pod file {}: {e}", args.pod.display()))?;
     let watches = CancellationToken::new();
     let running = crate::serve::build_state(
         policy.clone(),
@@ -376,4 +394,33 @@ pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Res
         OutputFormat::Json => serde_json::to_string_pretty(&explanation)?,
     };
     realload_common::cli::write_stdout(&text).context("writing to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pod;
+
+    #[test]
+    fn pod_manifests_are_read_and_other_documents_named() {
+        let pod = parse_pod("\u{feff}apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n").unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("p"));
+        assert!(parse_pod(r#"{"kind": "Pod", "metadata": {"name": "j"}}"#).is_ok());
+        let cases = [
+            (
+                "kind: Deployment\n",
+                "not a Pod manifest: kind is Deployment",
+            ),
+            ("metadata: {name: p}\n", "no kind: Pod"),
+            (
+                "kind: Pod\nspec: {containers: 3}\n",
+                "not a Pod manifest: spec.containers",
+            ),
+            ("{{{", "not YAML or JSON"),
+            (&"[".repeat(100_000), "nesting deeper than 64 levels"),
+        ];
+        for (text, want) in cases {
+            let e = parse_pod(text).unwrap_err();
+            assert!(e.contains(want), "{e} should say {want}");
+        }
+    }
 }

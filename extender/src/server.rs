@@ -23,6 +23,7 @@ use crate::state::State;
 
 mod bind;
 mod debug;
+mod status;
 
 pub use bind::Binder;
 use bind::bind;
@@ -409,15 +410,23 @@ pub fn api_router(app: AppState, path_prefix: &str) -> Router {
     api.with_state(app)
 }
 
-/// What probes, Prometheus and operators reach: `/healthz`, `/readyz`, `/metrics` and
-/// `/debug/nodes`, never the extender API.
+/// What probes, Prometheus and operators reach: `/healthz`, `/readyz`, `/metrics`,
+/// `/debug/nodes`, the node-heat page (`/`) and its what-if box (`POST /debug/explain`), never
+/// the extender API.
 pub fn admin_router(app: AppState) -> Router {
     let admin = realload_common::runtime::admin_router(
         app.state.readiness.clone(),
         app.state.metrics.registry.clone(),
     );
     Router::new()
+        .route("/", get(status::page))
+        .route("/status.js", get(status::script))
+        .route("/status.css", get(status::style))
         .route("/debug/nodes", get(debug_nodes))
+        .route(
+            "/debug/explain",
+            post(status::what_if).layer(axum::extract::DefaultBodyLimit::max(2 * 1024 * 1024)),
+        )
         .with_state(app)
         .merge(admin)
 }

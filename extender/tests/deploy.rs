@@ -105,6 +105,7 @@ fn check_object(o: &Value, source: &str) -> Result<(), String> {
         }
         ("rbac.authorization.k8s.io/v1", "Role") => check_typed::<Role>(o, &what),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => check_typed::<RoleBinding>(o, &what),
+        ("kind.x-k8s.io/v1alpha4", "Cluster") => check_kind_cluster(o, &what),
         ("monitoring.coreos.com/v1", "ServiceMonitor" | "PrometheusRule") => {
             check_monitoring(o, &what)
         }
@@ -112,6 +113,35 @@ fn check_object(o: &Value, source: &str) -> Result<(), String> {
             "{what}: {api} {kind} is not a kind this test knows; add it"
         )),
     }
+}
+
+/// `deploy/kind/cluster.yaml`: the scheduler configuration it mounts exists, and kube-scheduler
+/// is started with the mounted file.
+fn check_kind_cluster(o: &Value, what: &str) -> Result<(), String> {
+    let plane = &o["nodes"][0];
+    let mount = &plane["extraMounts"][0];
+    let host = mount["hostPath"]
+        .as_str()
+        .ok_or(format!("{what}: no extraMounts"))?;
+    if !deploy().join("..").join(host).exists() {
+        return Err(format!("{what}: mounts {host}, which does not exist"));
+    }
+    let in_node = mount["containerPath"].as_str().unwrap_or("");
+    let patch = plane["kubeadmConfigPatches"][0].as_str().unwrap_or("");
+    let patch: Value = serde_yaml::from_str(patch).map_err(|e| format!("{what}: {e}"))?;
+    let config = patch["scheduler"]["extraArgs"]["config"].as_str();
+    if config != Some(in_node) {
+        return Err(format!(
+            "{what}: kube-scheduler --config {config:?} is not the mounted {in_node}"
+        ));
+    }
+    let volume = &patch["scheduler"]["extraVolumes"][0];
+    if !in_node.starts_with(volume["mountPath"].as_str().unwrap_or("-")) {
+        return Err(format!(
+            "{what}: {in_node} is outside the scheduler's extra volume"
+        ));
+    }
+    Ok(())
 }
 
 /// The Prometheus Operator's kinds are not in k8s-openapi: their fields are checked against the
