@@ -222,6 +222,10 @@ pub fn markdown(report: &Report) -> String {
             "faulty-node CPU above capacity (core-min)",
             "faulty-node CPU above cap",
         ),
+        (
+            "largest share of a burst on faulty nodes (%)",
+            "burst on faulty nodes (max %)",
+        ),
         ("most pods on one node in a minute", "most pods/node/min"),
         ("evictions", "evictions"),
         (

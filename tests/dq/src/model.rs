@@ -427,6 +427,8 @@ pub struct Arrival {
     pub at: i64,
     pub workload: usize,
     pub runs_for: i64,
+    /// The burst (index into `Scenario::bursts`) this pod arrives in, if any.
+    pub burst: Option<usize>,
 }
 
 /// The arrivals of a scenario: an initial fill to about 45% of the cluster's CPU requested, a
@@ -445,6 +447,7 @@ pub fn arrivals(s: &Scenario) -> Vec<Arrival> {
             at: -WARMUP + rng.below((WARMUP / 2) as u64) as i64,
             workload: w,
             runs_for: 2 * 3600 + rng.below(3 * 3600) as i64,
+            burst: None,
         });
     }
     let mut t = -WARMUP;
@@ -459,16 +462,18 @@ pub fn arrivals(s: &Scenario) -> Vec<Arrival> {
                 at: t + rng.below(STEP as u64) as i64,
                 workload: rng.below(s.workloads.len() as u64) as usize,
                 runs_for: 600 + rng.below(3000) as i64,
+                burst: None,
             });
         }
         t += STEP;
     }
-    for &(at, count) in &s.bursts {
+    for (b, &(at, count)) in s.bursts.iter().enumerate() {
         for k in 0..count {
             out.push(Arrival {
                 at: at + (k as i64 % 10),
                 workload: rng.below(s.workloads.len() as u64) as usize,
                 runs_for: 1800 + rng.below(1800) as i64,
+                burst: Some(b),
             });
         }
     }

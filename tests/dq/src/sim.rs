@@ -95,7 +95,7 @@ impl PolicyKind {
 }
 
 /// The outcome metrics, in report order: (name, lower is better).
-pub const METRICS: [(&str, bool); 14] = [
+pub const METRICS: [(&str, bool); 15] = [
     ("hot node-minutes", true),
     ("CPU demand above capacity (core-min)", true),
     ("CPU work delivered (core-min)", false),
@@ -106,6 +106,7 @@ pub const METRICS: [(&str, bool); 14] = [
     ("faulty-node hot minutes", true),
     ("faulty-node CPU above capacity (core-min)", true),
     ("pods placed on faulty nodes", true),
+    ("largest share of a burst on faulty nodes (%)", true),
     ("most pods on one node in a minute", true),
     ("evictions", true),
     ("most evictions of one workload", true),
@@ -128,6 +129,8 @@ struct Pod {
     runs_for: i64,
     node: Option<usize>,
     bound_ms: i64,
+    /// The burst the pod arrived in (its first placement only counts toward the burst).
+    burst: Option<usize>,
     /// Counted in time-to-schedule (a new pod, not a replacement).
     original: bool,
     /// Set on a replacement: when its predecessor was evicted or lost.
@@ -183,6 +186,8 @@ pub struct Sim<'a> {
     waits: Vec<f64>,
     per_minute: HashMap<(usize, i64), usize>,
     evictions_per_workload: Vec<usize>,
+    /// Per burst: its pods first placed on a node whose readings were faulty then.
+    burst_on_faulty: Vec<usize>,
 }
 
 fn readings_of(policy: &Policy, annotations: &BTreeMap<String, String>) -> Vec<RawReading> {
@@ -224,6 +229,7 @@ impl<'a> Sim<'a> {
             waits: Vec::new(),
             per_minute: HashMap::new(),
             evictions_per_workload: vec![0; scenario.workloads.len()],
+            burst_on_faulty: vec![0; scenario.bursts.len()],
             policy,
         }
     }
@@ -259,8 +265,13 @@ impl<'a> Sim<'a> {
         if self.t > 0 {
             *self.per_minute.entry((n, self.t / 60)).or_default() += 1;
         }
+        // only a pod's first placement counts toward its burst
+        let burst = self.pods[pod].burst.take();
         if self.scenario.reading_fault(n, self.t) {
             self.add("pods placed on faulty nodes", 1.0);
+            if let Some(b) = burst {
+                self.burst_on_faulty[b] += 1;
+            }
         }
         let p = &self.pods[pod];
         if p.original && p.arrived >= 0 {
@@ -289,6 +300,7 @@ impl<'a> Sim<'a> {
                 runs_for: remaining,
                 node: None,
                 bound_ms: 0,
+                burst: None,
                 original: false,
                 disrupted_since: Some(self.t),
                 tried: false,
@@ -314,6 +326,7 @@ impl<'a> Sim<'a> {
             runs_for: a.runs_for,
             node: None,
             bound_ms: 0,
+            burst: a.burst,
             original: true,
             disrupted_since: None,
             tried: false,
@@ -502,11 +515,25 @@ impl<'a> Sim<'a> {
                 .max()
                 .unwrap_or(0) as f64,
         );
+        let burst_share = self.largest_burst_share_on_faulty();
+        self.metrics
+            .insert("largest share of a burst on faulty nodes (%)", burst_share);
         self.metrics.insert(
             "most pods on one node in a minute",
             self.per_minute.values().copied().max().unwrap_or(0) as f64,
         );
         self.metrics
+    }
+
+    /// The largest share (%) of one burst whose pods were first placed on a node with faulty
+    /// readings at that moment.
+    fn largest_burst_share_on_faulty(&self) -> f64 {
+        self.scenario
+            .bursts
+            .iter()
+            .zip(&self.burst_on_faulty)
+            .map(|(&(_, count), &on_faulty)| 100.0 * on_faulty as f64 / count.max(1) as f64)
+            .fold(0.0, f64::max)
     }
 
     /// Pods in the run and where they are (for the mechanics tests): (arrived, running,

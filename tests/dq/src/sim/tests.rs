@@ -98,6 +98,7 @@ fn a_pod_uses_nothing_before_it_starts_and_its_lifetime_counts_from_then() {
         at: 0,
         workload: 0,
         runs_for: 600,
+        burst: None,
     });
     assert!(sim.schedule(0, 0));
     let p = &sim.pods[0];
@@ -125,6 +126,7 @@ fn demand_above_capacity_is_counted_not_clamped() {
         at: -100,
         workload: 0,
         runs_for: 10_000,
+        burst: None,
     });
     sim.bind(0, 0, -100_000);
     sim.account();
@@ -149,6 +151,7 @@ fn the_backlog_is_retried_every_30s_in_arrival_order() {
             at,
             workload: 0,
             runs_for: 100,
+            burst: None,
         });
     }
     sim.run_queue();
@@ -161,6 +164,7 @@ fn the_backlog_is_retried_every_30s_in_arrival_order() {
         at: 10,
         workload: 0,
         runs_for: 100,
+        burst: None,
     });
     sim.run_queue();
     assert_eq!(sim.pods[3].node, Some(0), "the new pod found the free room");
@@ -181,6 +185,7 @@ fn bindings_reach_realload_after_the_watch_lag_unless_it_binds() {
         at: 0,
         workload: 1,
         runs_for: 100,
+        burst: None,
     });
     let id = sim.pods.len() - 1;
     assert!(sim.schedule(id, now_ms));
@@ -239,4 +244,36 @@ fn an_empty_node_reports_its_system_use_not_zero() {
             other => panic!("node {n}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_burst_counts_its_pods_first_placed_on_faulty_nodes_and_not_their_replacements() {
+    let mut s = Scenario::new("steady", 1);
+    s.faults = vec![crate::model::Fault::Zero {
+        nodes: vec![0],
+        from: 0,
+        until: 1000,
+    }];
+    s.bursts = vec![(0, 4)];
+    let mut sim = Sim::new(&s, PolicyKind::Default, Policy::default());
+    sim.t = 10;
+    for _ in 0..4 {
+        sim.arrive(&Arrival {
+            at: 10,
+            workload: 0,
+            runs_for: 600,
+            burst: Some(0),
+        });
+    }
+    sim.bind(0, 0, 10_000);
+    sim.bind(1, 1, 10_000);
+    // evicted from the faulty node and placed there again: the replacement is not the burst's
+    sim.release(0, true);
+    let replacement = sim.pods.len() - 1;
+    sim.bind(replacement, 0, 11_000);
+    assert_eq!(sim.largest_burst_share_on_faulty(), 25.0);
+    // after the fault, a burst pod placed on that node does not count
+    sim.t = 2000;
+    sim.bind(2, 0, 2_000_000);
+    assert_eq!(sim.largest_burst_share_on_faulty(), 25.0);
 }
