@@ -44,8 +44,9 @@ pub struct ServeArgs {
     /// Address of the extender API (what kube-scheduler calls).
     #[arg(long, env = "REALLOAD_LISTEN", default_value = "0.0.0.0:8888")]
     pub listen: SocketAddr,
-    /// Address of the admin endpoints: /healthz, /readyz, /metrics, /debug/nodes (no client
-    /// certificate asked, so the kubelet's probes and Prometheus reach them).
+    /// Address of the admin endpoints: /healthz, /readyz, /metrics, /debug/nodes and the
+    /// node-heat page at / (no client certificate asked, so the kubelet's probes and Prometheus
+    /// reach them).
     #[arg(long, env = "REALLOAD_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
     /// Serve the admin endpoints over HTTPS too (the --tls-cert certificate, no client auth).
