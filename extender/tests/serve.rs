@@ -624,6 +624,27 @@ async fn an_idle_http2_flood_is_capped_and_closed_while_probes_keep_answering() 
     );
     wait_ready(&ext, 200).await;
     let fds_before = open_fds(ext.child.0.id());
+    // This test process holds the flood's client ends: make room for them.
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let want = (FLOOD as u64 + 256).min(limit.maximum.unwrap_or(u64::MAX));
+        if limit.current.is_some_and(|c| c < want) {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(want),
+                    maximum: limit.maximum,
+                },
+            );
+        }
+        let now = getrlimit(Resource::Nofile).current;
+        assert!(
+            now.is_none_or(|c| c >= FLOOD as u64 + 256),
+            "the test needs {} open files, the hard limit allows {now:?}",
+            FLOOD + 256
+        );
+    }
 
     // Each flood connection reads (so the server's frames do not back up) but never writes after
     // its preface; the task ends when the server closes the connection.
