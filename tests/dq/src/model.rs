@@ -252,6 +252,9 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub node_events: Vec<NodeEvent>,
     pub extender_weight: i64,
+    /// realload estimates a pod by its workload's real mean usage (an upper bound for usage
+    /// learned from cAdvisor) instead of its requests × the hot-spot factors.
+    pub learned_usage: bool,
 }
 
 /// The scenario names, in report order.
@@ -299,6 +302,7 @@ impl Scenario {
             faults: Vec::new(),
             node_events: Vec::new(),
             extender_weight: 5,
+            learned_usage: false,
         };
         let jitter = |rng: &mut Rng, t: i64| t + 60 * rng.below(10) as i64;
         match name {

@@ -4,6 +4,29 @@
 use super::*;
 
 impl Sim<'_> {
+    /// What realload's estimate counts for a pod of workload `w` (CPU millis, memory bytes): its
+    /// requests, or with `learned_usage` the requests scaled so that × the hot-spot factors gives
+    /// the workload's real mean usage.
+    pub(super) fn estimated_requests(&self, w: usize) -> (u64, u64) {
+        let w = &self.scenario.workloads[w];
+        let memory = w.mem_request_mi << 20;
+        if !self.scenario.learned_usage {
+            return (w.cpu_request_m, memory);
+        }
+        let hotspot = &self.policy.hotspot;
+        let scale = |request: f64, usage: f64, factor: f64| {
+            if factor > 0.0 {
+                (request * usage / factor).round() as u64
+            } else {
+                0
+            }
+        };
+        (
+            scale(w.cpu_request_m as f64, w.cpu_usage, hotspot.cpu_factor),
+            scale(memory as f64, w.mem_usage, hotspot.memory_factor),
+        )
+    }
+
     /// NodeResourcesFit (LeastAllocated) + NodeResourcesBalancedAllocation, 0..100 each.
     pub(super) fn resource_scores(&self, n: usize, pod: usize) -> i64 {
         let w = &self.scenario.workloads[self.pods[pod].workload];
@@ -91,11 +114,11 @@ impl Sim<'_> {
                         .map(|p| &self.pods[*p])
                         .filter(|p| p.bound_ms + lag <= now_ms)
                         .map(|p| {
-                            let w = &self.scenario.workloads[p.workload];
+                            let (cpu_millis, memory_bytes) = self.estimated_requests(p.workload);
                             BoundPod {
                                 bound_at: ts(p.bound_ms / 1000),
-                                cpu_millis: w.cpu_request_m,
-                                memory_bytes: w.mem_request_mi << 20,
+                                cpu_millis,
+                                memory_bytes,
                                 pinned: false,
                             }
                         })
@@ -123,9 +146,10 @@ impl Sim<'_> {
                             memory_bytes: node.mem_mi << 20,
                         },
                     };
-                    let w = &self.scenario.workloads[self.pods[pod].workload];
+                    let (cpu_millis, memory_bytes) =
+                        self.estimated_requests(self.pods[pod].workload);
                     scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now))
-                        .with_pod(&self.policy, w.cpu_request_m, w.mem_request_mi << 20)
+                        .with_pod(&self.policy, cpu_millis, memory_bytes)
                 })
                 .collect();
         let unknown = judged.iter().filter(|j| !j.known).count();
@@ -137,11 +161,11 @@ impl Sim<'_> {
             && self.policy.hotspot.reserve_ranked
             && let Some(i) = scoring::reservation_target(&decision)
         {
-            let w = &self.scenario.workloads[self.pods[pod].workload];
+            let (cpu_millis, memory_bytes) = self.estimated_requests(self.pods[pod].workload);
             let reserved = BoundPod {
                 bound_at: ts(now_ms / 1000),
-                cpu_millis: w.cpu_request_m,
-                memory_bytes: w.mem_request_mi << 20,
+                cpu_millis,
+                memory_bytes,
                 pinned: false,
             };
             self.realload

@@ -277,3 +277,24 @@ fn a_burst_counts_its_pods_first_placed_on_faulty_nodes_and_not_their_replacemen
     sim.bind(2, 0, 2_000_000);
     assert_eq!(sim.largest_burst_share_on_faulty(), 25.0);
 }
+
+#[test]
+fn learned_usage_makes_the_estimate_count_real_mean_usage() {
+    let mut s = Scenario::new("steady", 1);
+    s.workloads[0].cpu_request_m = 1000;
+    s.workloads[0].cpu_usage = 0.5;
+    s.workloads[0].mem_request_mi = 1000;
+    s.workloads[0].mem_usage = 1.4;
+    let policy = Policy::default();
+    let by_requests = Sim::new(&s, PolicyKind::Realload, policy.clone()).estimated_requests(0);
+    assert_eq!(by_requests, (1000, 1000 << 20));
+    s.learned_usage = true;
+    let (cpu, memory) = Sim::new(&s, PolicyKind::Realload, policy.clone()).estimated_requests(0);
+    // × the hot-spot factors, the estimate is the real mean usage
+    assert!(
+        (cpu as f64 * policy.hotspot.cpu_factor - 500.0).abs() < 1.0,
+        "{cpu}"
+    );
+    let mem_mi = memory as f64 * policy.hotspot.memory_factor / (1u64 << 20) as f64;
+    assert!((mem_mi - 1400.0).abs() < 1.0, "{memory}");
+}
