@@ -54,8 +54,9 @@ pub fn connection_budget(
     hard: Option<u64>,
 ) -> ConnectionBudget {
     let admin = requested.min(ADMIN_MAX_CONNECTIONS);
-    let needed = (requested as u64)
-        .saturating_add(admin as u64)
+    let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let needed = wide(requested)
+        .saturating_add(wide(admin))
         .saturating_add(FD_RESERVE);
     let within = |limit: Option<u64>| limit.is_none_or(|l| l >= needed);
     if within(soft) {
@@ -77,7 +78,9 @@ pub fn connection_budget(
         };
     }
     // Only the hard limit is left: what it holds after the admin cap and the reserve, at least 1.
-    let room = ceiling.saturating_sub(admin as u64 + FD_RESERVE).max(1);
+    let room = ceiling
+        .saturating_sub(wide(admin).saturating_add(FD_RESERVE))
+        .max(1);
     let api = usize::try_from(room).unwrap_or(usize::MAX).min(requested);
     ConnectionBudget {
         api,
