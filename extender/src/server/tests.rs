@@ -1005,3 +1005,46 @@ async fn the_shipped_defaults_weigh_the_pod_on_each_node_and_never_strand_it() {
     .await;
     assert!(passed(&v).is_empty(), "{v}");
 }
+
+#[tokio::test]
+async fn the_status_page_and_its_what_if_call_answer_on_the_admin_routes() {
+    let router = app(state_with(
+        &[node("cool", "0.20", FRESH), node("hot", "0.95", FRESH)],
+        &[],
+    ));
+    let (status, page) = get(&router, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<script src=\"status.js\""), "{page}");
+    for asset in ["/status.js", "/status.css"] {
+        assert_eq!(get(&router, asset).await.0, StatusCode::OK, "{asset}");
+    }
+    // a pod ranked as explain ranks it
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: w, namespace: d}\nspec:\n  containers:\n  - name: c\n    resources: {requests: {cpu: 100m}}\n";
+    let (status, ranked) = post(&router, "/debug/explain", pod).await;
+    assert_eq!(status, StatusCode::OK, "{ranked}");
+    assert_eq!(ranked["pod"], "d/w");
+    assert_eq!(ranked["nodes"][0]["node"], "cool");
+    assert_eq!(ranked["nodes"][1]["passes"], false);
+    // what is wrong with a bad manifest is named
+    for (body, status, says) in [
+        (
+            Body::from("kind: Deployment\n"),
+            StatusCode::BAD_REQUEST,
+            "kind is Deployment",
+        ),
+        (
+            Body::from(vec![0xff, 0xfe]),
+            StatusCode::BAD_REQUEST,
+            "not UTF-8",
+        ),
+        (
+            Body::from(format!("kind: Pod\nx: \"{}\"\n", "a".repeat(1_100_000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "exceeds",
+        ),
+    ] {
+        let (got, answer) = post(&router, "/debug/explain", body).await;
+        assert_eq!(got, status, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+}
