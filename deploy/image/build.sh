@@ -5,7 +5,8 @@
 #
 # 1. cargo build --release of realload-extender and realload-descheduler;
 # 2. stages target/image/rootfs: the binaries at /, every shared library `ldd` lists for them,
-#    the CA bundle (for Prometheus over HTTPS) and the example cluster at /usr/share/realload;
+#    the CA bundle (for Prometheus over HTTPS), /etc/passwd, /etc/group, /etc/nsswitch.conf
+#    and the example cluster at /usr/share/realload;
 # 3. buildah bud --storage-driver vfs on deploy/image/Containerfile (FROM scratch), then
 #    pushes to target/image/realload-VERSION.oci.tar, tagged ghcr.io/realload/realload:VERSION.
 #
@@ -36,6 +37,8 @@ fi
 cp docs/example/cluster.json docs/example/pod.yaml "$root/usr/share/realload/example/"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/:/sbin/nologin\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$root/etc/group"
+# Names from /etc/hosts first, then DNS (glibc 2.34+ carries both lookups in libc itself).
+printf 'hosts: files dns\n' > "$root/etc/nsswitch.conf"
 echo "staged $root ($(du -sh "$root" | cut -f1))"
 [ "${1:-}" = "--stage-only" ] && exit 0
 
