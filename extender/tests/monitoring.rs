@@ -79,7 +79,7 @@ fn dashboard_expressions(objects: &[Value]) -> Vec<String> {
 }
 
 #[test]
-fn the_alert_rules_pass_promtool() {
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let objects = rendered();
     let rules: Vec<&Value> = objects
         .iter()
@@ -101,6 +101,28 @@ fn the_alert_rules_pass_promtool() {
     );
     assert!(out.status.success(), "promtool check rules:\n{said}");
     assert!(said.contains("14 rules found"), "{said}");
+
+    // The rules' unit tests: each alert fires on broken series, and none on healthy ones.
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alerts-test.yaml"
+        ),
+        dir.join("alerts-test.yaml"),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "alerts-test.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool test rules:\n{said}");
+    assert!(said.contains("SUCCESS"), "{said}");
 }
 
 #[test]
