@@ -5,6 +5,7 @@
 //! console error. A screenshot is kept at `target/screenshots/status-page.png`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -63,6 +64,19 @@ struct Browser {
     _driver: KillOnDrop,
 }
 
+impl Drop for Browser {
+    /// chromedriver and every Chromium process it started, also when the test failed before
+    /// closing its session.
+    fn drop(&mut self) {
+        let group = i32::try_from(self._driver.0.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 impl Browser {
     async fn start(profile: &Path) -> Browser {
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
@@ -72,8 +86,10 @@ impl Browser {
             );
         }
         let port = free_port();
+        // In its own process group, with the Chromium it starts: a failed test kills both.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
