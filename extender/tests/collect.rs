@@ -508,19 +508,7 @@ fn spawn_collector(dir: &Path, kubeconfig: &Path, url: &str, identity: &str) -> 
 }
 
 async fn is_leader(admin: u16) -> Option<bool> {
-    let url = format!("http://127.0.0.1:{admin}/metrics");
-    let uri: http::Uri = url.parse().ok()?;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16()?))
-        .await
-        .ok()?;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf);
+    let text = monitoring::scrape(admin).await?;
     let line = text
         .lines()
         .find(|l| l.starts_with("realload_collector_leader "))?;

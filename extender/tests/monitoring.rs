@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use realload_apisim::ApiSim;
-use realload_test_support::{KillOnDrop, free_port, kustomize, temp_dir};
+use realload_test_support::{
+    KillOnDrop, free_port, kustomize, monitoring, require_program, temp_dir,
+};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
 
@@ -78,6 +79,21 @@ fn dashboard_expressions(objects: &[Value]) -> Vec<String> {
     out
 }
 
+/// promtool (Debian's prometheus package) in `dir`: whether it succeeded, and what it said.
+fn promtool(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(require_program("promtool", "prometheus"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 #[test]
 fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let objects = rendered();
@@ -89,17 +105,8 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = temp_dir("monitoring", "promtool");
     let file = dir.join("rules.yaml");
     std::fs::write(&file, serde_json::to_string(&rules[0]["spec"]).unwrap()).unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool check rules:\n{said}");
+    let (ok, said) = promtool(&dir, &["check", "rules", "rules.yaml"]);
+    assert!(ok, "promtool check rules:\n{said}");
     assert!(said.contains("14 rules found"), "{said}");
 
     // The rules' unit tests: each alert fires on broken series, and none on healthy ones.
@@ -111,17 +118,8 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         dir.join("alerts-test.yaml"),
     )
     .unwrap();
-    let out = Command::new("promtool")
-        .args(["test", "rules", "alerts-test.yaml"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool test rules:\n{said}");
+    let (ok, said) = promtool(&dir, &["test", "rules", "alerts-test.yaml"]);
+    assert!(ok, "promtool test rules:\n{said}");
     assert!(said.contains("SUCCESS"), "{said}");
 }
 
@@ -178,24 +176,10 @@ fn service_monitors_select_services_with_an_admin_port() {
     }
 }
 
-async fn get_metrics(port: u16) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.starts_with("HTTP/1.1 200").then_some(text)
-}
-
 async fn wait_for_metrics(port: u16, log: &Path) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(text) = get_metrics(port).await {
+        if let Some(text) = monitoring::scrape(port).await {
             return text;
         }
         assert!(

@@ -11,13 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use realload_test_support::{KillOnDrop, free_port, temp_dir};
+use realload_test_support::{KillOnDrop, free_port, require_program, temp_dir};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_realload-extender");
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// One HTTP/1.1 exchange; the JSON body of the answer. The body is read by its Content-Length:
 /// chromedriver says `Connection: close` but keeps the connection open.
@@ -79,15 +77,11 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start(profile: &Path) -> Browser {
-        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
-            assert!(
-                Path::new(path).exists(),
-                "{path} is missing: apt-get install -y {package} (tests/run.sh installs it)"
-            );
-        }
+        let chromium = require_program("chromium", "chromium");
+        let chromedriver = require_program("chromedriver", "chromium-driver");
         let port = free_port();
         // In its own process group, with the Chromium it starts: a failed test kills both.
-        let driver = Command::new(CHROMEDRIVER)
+        let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .process_group(0)
             .stdout(Stdio::null())
@@ -132,7 +126,7 @@ impl Browser {
             "/session",
             Some(&json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+                "goog:chromeOptions": {"binary": chromium, "args": args},
                 "goog:loggingPrefs": {"browser": "ALL"},
             }}})),
         )

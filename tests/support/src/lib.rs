@@ -198,6 +198,23 @@ pub mod monitoring {
         (KillOnDrop(child), port)
     }
 
+    /// The `/metrics` exposition of a realload binary's admin listener on loopback, when it
+    /// answers 200.
+    pub async fn scrape(port: u16) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        text.starts_with("HTTP/1.1 200").then_some(text)
+    }
+
     /// GET a JSON document over plain HTTP on loopback.
     pub async fn get_json(url: &str) -> Option<serde_json::Value> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
