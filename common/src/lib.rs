@@ -6,6 +6,7 @@
 //! - [`scoring`]: filter, score, circuit breaker and hot-spot estimate, as pure functions
 //! - [`selector`]: Kubernetes label selectors and node-affinity requirements
 //! - [`whitelist`]: the operators' whitelist ConfigMap
+//! - [`workload`]: learned per-workload usage (the collector's table, the extender's input)
 //! - [`snapshot`]: snapshot mode's `kubectl get -o json|yaml` List loader
 //! - [`quantity`]: Kubernetes quantities in millicores and bytes
 //! - [`runtime`]: tracing, shutdown on SIGTERM/SIGINT, `/healthz` `/readyz` `/metrics`
@@ -24,4 +25,5 @@ pub mod scoring;
 pub mod selector;
 pub mod snapshot;
 pub mod whitelist;
+pub mod workload;
 pub mod yaml;

@@ -219,6 +219,7 @@ pub fn bound_pod(pod: &Pod) -> Option<(&str, BoundPod)> {
             cpu_millis: requests.cpu_millis,
             memory_bytes: requests.memory_bytes,
             pinned: is_daemonset_pod(pod) || is_static_pod(pod),
+            learned: None,
         },
     ))
 }

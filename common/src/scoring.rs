@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::policy::{Policy, Resource};
 use crate::reading::{Assessed, Quality, RawReading};
+use crate::workload::{ExpectedUsage, UsageRatios};
 
 /// kube-scheduler's extender score range (`MinExtenderPriority`..=`MaxExtenderPriority`).
 pub const MIN_SCORE: i64 = 0;
@@ -30,7 +31,7 @@ pub struct Allocatable {
 }
 
 /// A pod the extender saw bound to a node: its requests and when it was bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoundPod {
     pub bound_at: Timestamp,
     pub cpu_millis: u64,
@@ -38,6 +39,24 @@ pub struct BoundPod {
     /// Pinned to its node whatever realload says (DaemonSet or static pod): it adds load, but
     /// does not count toward the unknown-node cap, since no placement decision brought it.
     pub pinned: bool,
+    /// Its workload's learned usage shares, when known: they replace the hot-spot factors.
+    pub learned: Option<UsageRatios>,
+}
+
+impl BoundPod {
+    /// What the pod is expected to use (CPU millis, memory bytes): requests × learned shares,
+    /// or × the hot-spot factors where nothing was learned.
+    pub fn expected(&self, policy: &Policy) -> (f64, f64) {
+        let e = ExpectedUsage::new(
+            self.learned,
+            policy.hotspot.cpu_factor,
+            policy.hotspot.memory_factor,
+        );
+        (
+            self.cpu_millis as f64 * e.cpu_share,
+            self.memory_bytes as f64 * e.memory_share,
+        )
+    }
 }
 
 /// Load added by pods bound after the node's newest valid reading, as shares of allocatable.
@@ -56,9 +75,10 @@ impl ResourceShares {
     }
 }
 
-/// The hot-spot estimate: requests × factor / allocatable, summed over the pods bound strictly
-/// after `covered_until`, the node's newest valid sample time. A node without any valid reading
-/// has nothing to add to (it is unknown and scored at `unknownLoad`), so `None` adds nothing.
+/// The hot-spot estimate: each pod bound strictly after `covered_until` (the node's newest valid
+/// sample time) counted at its expected usage ([`BoundPod::expected`]), as shares of
+/// allocatable. A node without any valid reading has nothing to add to (it is unknown and
+/// scored at `unknownLoad`), so `None` adds nothing.
 pub fn hotspot_addition<'a>(
     pods: impl IntoIterator<Item = &'a BoundPod>,
     covered_until: Option<Timestamp>,
@@ -68,33 +88,30 @@ pub fn hotspot_addition<'a>(
     let Some(covered_until) = covered_until else {
         return ResourceShares::default();
     };
-    let (mut cpu, mut memory) = (0u64, 0u64);
+    let (mut cpu, mut memory) = (0.0, 0.0);
     for pod in pods {
         if pod.bound_at > covered_until {
-            cpu = cpu.saturating_add(pod.cpu_millis);
-            memory = memory.saturating_add(pod.memory_bytes);
+            let (c, m) = pod.expected(policy);
+            cpu += c;
+            memory += m;
         }
     }
-    shares_of(cpu, memory, allocatable, policy)
+    shares_of(cpu, memory, allocatable)
 }
 
-/// Requests as shares of a node's allocatable, times the hot-spot factors.
-fn shares_of(cpu: u64, memory: u64, allocatable: Allocatable, policy: &Policy) -> ResourceShares {
-    let share = |requested: u64, available: u64, factor: f64| {
+/// Expected usage as shares of a node's allocatable.
+fn shares_of(cpu: f64, memory: f64, allocatable: Allocatable) -> ResourceShares {
+    let share = |used: f64, available: u64| {
         if available == 0 {
             // Nothing to divide by: such a node has no room at all and fit checks reject it.
             0.0
         } else {
-            requested as f64 * factor / available as f64
+            used / available as f64
         }
     };
     ResourceShares {
-        cpu: share(cpu, allocatable.cpu_millis, policy.hotspot.cpu_factor),
-        memory: share(
-            memory,
-            allocatable.memory_bytes,
-            policy.hotspot.memory_factor,
-        ),
+        cpu: share(cpu, allocatable.cpu_millis),
+        memory: share(memory, allocatable.memory_bytes),
     }
 }
 
@@ -103,7 +120,8 @@ fn shares_of(cpu: u64, memory: u64, allocatable: Allocatable, policy: &Policy) -
 #[derive(Debug, Clone, Copy)]
 pub struct PodPlacement {
     include: bool,
-    /// Requests × hot-spot factor (divided by a node's allocatable per node).
+    /// Expected usage: requests × learned share or hot-spot factor (divided by a node's
+    /// allocatable per node).
     cpu: f64,
     memory: f64,
     metrics: [PlacementMetric; MAX_METRICS],
@@ -124,7 +142,12 @@ struct PlacementMetric {
 }
 
 impl PodPlacement {
-    pub fn new(policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> PodPlacement {
+    pub fn new(
+        policy: &Policy,
+        cpu_millis: u64,
+        memory_bytes: u64,
+        learned: Option<UsageRatios>,
+    ) -> PodPlacement {
         let mut metrics = [PlacementMetric::default(); MAX_METRICS];
         let mut total_weight = 0.0;
         for (slot, spec) in metrics.iter_mut().zip(&policy.metrics) {
@@ -137,10 +160,15 @@ impl PodPlacement {
             };
         }
         let idle = policy.scoring.idle_below;
+        let expected = ExpectedUsage::new(
+            learned,
+            policy.hotspot.cpu_factor,
+            policy.hotspot.memory_factor,
+        );
         PodPlacement {
             include: policy.hotspot.include_pod,
-            cpu: cpu_millis as f64 * policy.hotspot.cpu_factor,
-            memory: memory_bytes as f64 * policy.hotspot.memory_factor,
+            cpu: expected.cpu_share * cpu_millis as f64,
+            memory: expected.memory_share * memory_bytes as f64,
             metrics,
             len: policy.metrics.len().min(MAX_METRICS),
             idle,
@@ -150,18 +178,28 @@ impl PodPlacement {
     }
 }
 
-/// What the pod being placed adds to a node's estimate (`hotspot.includePod`): its requests ×
-/// the hot-spot factors, as shares of the node's allocatable. Nothing when the policy says not.
+/// What the pod being placed adds to a node's estimate (`hotspot.includePod`): its expected
+/// usage, as shares of the node's allocatable. Nothing when the policy says not.
 pub fn pod_shares(
     policy: &Policy,
     cpu_millis: u64,
     memory_bytes: u64,
+    learned: Option<UsageRatios>,
     allocatable: Allocatable,
 ) -> ResourceShares {
     if !policy.hotspot.include_pod {
         return ResourceShares::default();
     }
-    shares_of(cpu_millis, memory_bytes, allocatable, policy)
+    let e = ExpectedUsage::new(
+        learned,
+        policy.hotspot.cpu_factor,
+        policy.hotspot.memory_factor,
+    );
+    shares_of(
+        cpu_millis as f64 * e.cpu_share,
+        memory_bytes as f64 * e.memory_share,
+        allocatable,
+    )
 }
 
 /// One metric of one node, judged.
@@ -632,10 +670,19 @@ pub fn judge(policy: &Policy, node: &NodeAssessment) -> Judgement {
 
 impl Judgement {
     /// The judgement of the node with the pod being placed on it (`hotspot.includePod`): its
-    /// requests added to every valid estimate, then filtered and scored by the same rules. An
-    /// unknown node has no estimate to add to and stays as judged.
-    pub fn with_pod(self, policy: &Policy, cpu_millis: u64, memory_bytes: u64) -> Judgement {
-        self.with_placement(policy, &PodPlacement::new(policy, cpu_millis, memory_bytes))
+    /// expected usage added to every valid estimate, then filtered and scored by the same rules.
+    /// An unknown node has no estimate to add to and stays as judged.
+    pub fn with_pod(
+        self,
+        policy: &Policy,
+        cpu_millis: u64,
+        memory_bytes: u64,
+        learned: Option<UsageRatios>,
+    ) -> Judgement {
+        self.with_placement(
+            policy,
+            &PodPlacement::new(policy, cpu_millis, memory_bytes, learned),
+        )
     }
 
     /// [`Judgement::with_pod`] with the per-request part prepared once: the same rules as

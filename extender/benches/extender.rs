@@ -30,7 +30,7 @@ fn state_for(spec: &Spec) -> Arc<State> {
         .into_iter()
         .map(|n| serde_json::from_value(n).unwrap())
         .collect();
-    state.load_snapshot(&nodes, &[]);
+    state.load_snapshot(&nodes, &[], &[]);
     state
 }
 

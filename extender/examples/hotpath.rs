@@ -52,7 +52,7 @@ fn main() {
         .into_iter()
         .map(|n| serde_json::from_value(n).unwrap())
         .collect();
-    state.load_snapshot(&objects, &[]);
+    state.load_snapshot(&objects, &[], &[]);
     drop(objects);
     let body = Bytes::from(synth::extender_body(&spec, cache));
     let mode = if cache { "cache" } else { "nocache" };

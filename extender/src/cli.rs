@@ -41,6 +41,9 @@ pub struct ServeArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
+    /// realload's namespace: where the learned workload usage ConfigMap is read.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
+    pub namespace: String,
     /// Address of the extender API (what kube-scheduler calls).
     #[arg(long, env = "REALLOAD_LISTEN", default_value = "0.0.0.0:8888")]
     pub listen: SocketAddr,
@@ -155,7 +158,8 @@ pub struct CollectArgs {
     /// This replica's name in the Lease (default: $POD_NAME, else $HOSTNAME).
     #[arg(long)]
     pub identity: Option<String>,
-    /// Namespace of the leader-election Lease.
+    /// realload's namespace: the leader-election Lease and the learned workload usage
+    /// ConfigMap live here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
     pub lease_namespace: String,
     /// Name of the leader-election Lease.
@@ -176,6 +180,9 @@ pub struct ExplainArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
+    /// realload's namespace: where the learned workload usage ConfigMap is read.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
+    pub namespace: String,
     /// The pod to place (YAML or JSON Pod manifest).
     #[arg(long)]
     pub pod: PathBuf,

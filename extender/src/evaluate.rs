@@ -148,7 +148,9 @@ pub fn evaluate(
             .map_or(&[], |p| p.as_slice())
     };
     let requests = args.pod.requests();
-    let placement = scoring::PodPlacement::new(policy, requests.cpu_millis, requests.memory_bytes);
+    let learned = generation.learned_for(args.pod.workload().as_ref(), now);
+    let placement =
+        scoring::PodPlacement::new(policy, requests.cpu_millis, requests.memory_bytes, learned);
     let with_pod = |j: scoring::Judgement| j.with_placement(policy, &placement);
     // Judge each candidate as it comes: only the small judgement is kept.
     let judged: Vec<scoring::Judgement> = match &args.candidates {
@@ -238,6 +240,7 @@ pub fn evaluate(
                 cpu_millis: requests.cpu_millis,
                 memory_bytes: requests.memory_bytes,
                 pinned: false,
+                learned,
             },
         );
     }

@@ -16,6 +16,7 @@ use realload_common::objects::{NeutralPod, NodeView};
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
 use realload_common::scoring::{self, FilterVerdict, NodeAssessment};
+use realload_common::workload::{ExpectedUsage, WorkloadKey};
 use serde::Serialize;
 
 use crate::state::State;
@@ -33,7 +34,22 @@ pub struct Explanation {
     pub unknown_pod_cap: u32,
     /// Set when no node with valid readings passes: what happens to the pod.
     pub warning: Option<String>,
+    /// The pod's workload (`namespace/Kind/name`), when it has a controller.
+    pub workload: Option<String>,
+    /// How the estimates count this pod: learned shares of its requests, or the factors.
+    pub expected_usage: ExpectedUsage,
+    /// What the learned table says of the workload, when it says anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_from: Option<LearnedFrom>,
     pub nodes: Vec<NodeRow>,
+}
+
+/// Where a pod's learned shares come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedFrom {
+    pub pods: u32,
+    pub updated: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +131,20 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
         .collect();
     let neutral_reason = NeutralPod::of(pod).map(|n| n.explanation().to_string());
     let requests = realload_common::objects::pod_requests(pod);
+    let workload = WorkloadKey::of(pod);
+    let learned = generation.learned_for(workload.as_ref(), now);
+    let expected_usage = ExpectedUsage::new(
+        learned,
+        policy.hotspot.cpu_factor,
+        policy.hotspot.memory_factor,
+    );
+    let learned_from = learned.and_then(|_| {
+        let entry = generation.usage.workloads.get(workload.as_ref()?)?;
+        Some(LearnedFrom {
+            pods: entry.pods,
+            updated: generation.usage.updated?,
+        })
+    });
     let pod_shares: Vec<scoring::ResourceShares> = assessments
         .iter()
         .map(|a| {
@@ -122,6 +152,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
                 policy,
                 requests.cpu_millis,
                 requests.memory_bytes,
+                learned,
                 a.allocatable,
             )
         })
@@ -135,6 +166,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
                     policy,
                     requests.cpu_millis,
                     requests.memory_bytes,
+                    learned,
                 )
             })
             .collect(),
@@ -194,6 +226,9 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
         unknown_nodes: decision.unknown,
         unknown_pod_cap: policy.guards.unknown_pod_cap,
         warning,
+        workload: workload.map(|w| w.to_string()),
+        expected_usage,
+        learned_from,
         nodes: rows,
     }
 }
@@ -250,6 +285,40 @@ fn cell(c: &ReadingCell) -> String {
         (Some(r), q) => format!("{r:.2} {q}"),
         (None, q) => q.to_string(),
     }
+}
+
+/// How the estimates count the pod, in words.
+fn expected_line(e: &Explanation) -> String {
+    let u = &e.expected_usage;
+    let source = |learned: bool, factor: &str| {
+        if learned {
+            "learned".to_string()
+        } else {
+            format!("hotspot.{factor}")
+        }
+    };
+    let mut line = format!(
+        "counted at {:.2} of its CPU request ({}) and {:.2} of its memory request ({})",
+        u.cpu_share,
+        source(u.cpu_learned, "cpuFactor"),
+        u.memory_share,
+        source(u.memory_learned, "memoryFactor"),
+    );
+    match (&e.workload, &e.learned_from) {
+        (Some(w), Some(from)) => {
+            let _ = write!(
+                line,
+                "; workload {w} measured on {} pod(s) at {}",
+                from.pods,
+                from.updated.strftime("%Y-%m-%dT%H:%M:%SZ")
+            );
+        }
+        (Some(w), None) => {
+            let _ = write!(line, "; nothing learned for workload {w}");
+        }
+        (None, _) => line.push_str("; no controller, so no workload to learn from"),
+    }
+    line
 }
 
 /// The human-readable table.
@@ -323,6 +392,7 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
             policy.guards.unknown_load
         );
     }
+    let _ = writeln!(out, "{}", expected_line(e));
     if let Some(w) = &e.warning {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -376,6 +446,7 @@ pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Res
         policy.clone(),
         args.snapshot.snapshot.as_deref(),
         args.snapshot.now,
+        &args.namespace,
         &watches,
     )
     .await?;

@@ -17,6 +17,7 @@ use realload_common::objects::{NodeView, bound_pod};
 use realload_common::policy::Policy;
 use realload_common::reading::RawReading;
 use realload_common::scoring::{self, Allocatable, BoundPod, Judgement, NodeAssessment, NodeInput};
+use realload_common::workload::{UsageRatios, UsageTable, WorkloadKey};
 use smallvec::SmallVec;
 use tokio::sync::watch;
 
@@ -125,6 +126,8 @@ pub struct Generation {
     /// Indexed nodes that were unknown when their judgement was last made (at most a
     /// housekeeping period ago): the fleet half of the circuit breaker.
     pub unknown_nodes: usize,
+    /// The learned per-workload usage table (empty until one is published).
+    pub usage: Arc<UsageTable>,
 }
 
 impl Generation {
@@ -139,7 +142,18 @@ impl Generation {
             nodes_synced: false,
             pods_synced: false,
             unknown_nodes: 0,
+            usage: Arc::default(),
         }
+    }
+
+    /// The learned usage shares of `workload`, when the policy uses learning and the table is
+    /// current at `now` (else the hot-spot factors apply).
+    pub fn learned_for(
+        &self,
+        workload: Option<&WorkloadKey>,
+        now: Timestamp,
+    ) -> Option<UsageRatios> {
+        learned_in(&self.policy, &self.usage, workload?, now)
     }
 
     /// Unknown and all indexed nodes, for [`scoring::breaker_trips_for`]; `None` before any
@@ -279,6 +293,19 @@ impl Generation {
     }
 }
 
+fn learned_in(
+    policy: &Policy,
+    table: &UsageTable,
+    workload: &WorkloadKey,
+    now: Timestamp,
+) -> Option<UsageRatios> {
+    let usage = &policy.workload_usage;
+    if !usage.enabled || !table.is_current(now, usage.max_age) {
+        return None;
+    }
+    table.ratios(workload)
+}
+
 /// The writer's working state, from which generations are published.
 #[derive(Debug)]
 struct Writer {
@@ -291,6 +318,7 @@ struct Writer {
     nodes_synced: bool,
     pods_synced: bool,
     next_id: u64,
+    usage: Arc<UsageTable>,
 }
 
 impl Writer {
@@ -369,6 +397,7 @@ impl Writer {
             ledger_len: self.ledger.len(),
             nodes_synced: self.nodes_synced,
             pods_synced: self.pods_synced,
+            usage: self.usage.clone(),
         }
     }
 }
@@ -407,6 +436,7 @@ impl Index {
                 nodes_synced: false,
                 pods_synced: false,
                 next_id: 0,
+                usage: Arc::default(),
             }),
             synced: watch::Sender::new(false),
             clock,
@@ -540,9 +570,12 @@ impl Index {
         if pod.metadata.deletion_timestamp.is_some() {
             return Some(PodChange::Gone { uid });
         }
-        let Some((node, bound)) = bound_pod(pod) else {
+        let Some((node, mut bound)) = bound_pod(pod) else {
             return Some(PodChange::Gone { uid });
         };
+        // Learned once, when the binding is seen: the pod keeps the shares it was counted at.
+        bound.learned = WorkloadKey::of(pod)
+            .and_then(|workload| learned_in(&w.policy, &w.usage, &workload, now));
         if bound.bound_at > w.covered(node, now) {
             Some(PodChange::Bound {
                 uid,
@@ -622,12 +655,21 @@ impl Index {
         self.publish(&mut w);
     }
 
+    /// Puts a newly published usage table in force. Pods already in the ledger keep the shares
+    /// they were counted at; pods bound from now on, and every request, use the new table.
+    pub fn set_usage(&self, table: UsageTable) {
+        let mut w = self.write();
+        w.usage = Arc::new(table);
+        self.publish(&mut w);
+    }
+
     /// Counts a pod the extender bound itself (`bindVerb`) at once, before any watch sees it.
     pub fn record_binding(
         &self,
         uid: &str,
         node: &str,
         requests: realload_common::objects::Requests,
+        learned: Option<UsageRatios>,
     ) {
         let now = self.clock.now();
         let mut w = self.write();
@@ -639,6 +681,7 @@ impl Index {
                 cpu_millis: requests.cpu_millis,
                 memory_bytes: requests.memory_bytes,
                 pinned: false,
+                learned,
             },
         );
         w.rejudge(node, now);

@@ -392,6 +392,7 @@ mod tests {
             cpu_millis,
             memory_bytes: 0,
             pinned: false,
+            learned: None,
         }
     }
 

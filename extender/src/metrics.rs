@@ -53,6 +53,9 @@ pub struct Metrics {
     pub unsynced_requests: Counter,
     pub policy_reloads: Family<ResultLabel, Counter>,
     pub watch_restarts: Family<WatchLabel, Counter>,
+    pub usage_loads: Family<ResultLabel, Counter>,
+    pub usage_workloads: Gauge,
+    pub usage_updated: Gauge,
 }
 
 impl Metrics {
@@ -116,6 +119,24 @@ impl Metrics {
             "Watch errors after which the watch restarted with backoff",
             watch_restarts.clone(),
         );
+        let usage_loads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "workload_usage_loads",
+            "Learned workload usage tables read from the ConfigMap, by result (ok, refused)",
+            usage_loads.clone(),
+        );
+        let usage_workloads = Gauge::default();
+        registry.register(
+            "workload_usage_workloads",
+            "Workloads in the learned usage table in force",
+            usage_workloads.clone(),
+        );
+        let usage_updated = Gauge::default();
+        registry.register(
+            "workload_usage_updated_timestamp_seconds",
+            "When the collector measured the usage table in force (0: none loaded)",
+            usage_updated.clone(),
+        );
         // Every family is exported from the first scrape, at zero, so rules and dashboards see
         // the series before the first event (a family with no series is not exported at all).
         for verb in ["filter", "prioritize"] {
@@ -140,7 +161,12 @@ impl Metrics {
                 result: result.into(),
             });
         }
-        for watch in ["nodes", "pods"] {
+        for result in ["ok", "refused"] {
+            let _ = usage_loads.get_or_create(&ResultLabel {
+                result: result.into(),
+            });
+        }
+        for watch in ["nodes", "pods", "workload-usage"] {
             let _ = watch_restarts.get_or_create(&WatchLabel {
                 watch: watch.into(),
             });
@@ -156,6 +182,9 @@ impl Metrics {
             unsynced_requests,
             policy_reloads,
             watch_restarts,
+            usage_loads,
+            usage_workloads,
+            usage_updated,
         }
     }
 

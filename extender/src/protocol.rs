@@ -467,6 +467,7 @@ pub struct PodMeta {
     pub namespace: Option<String>,
     pub uid: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
     pub owner_references: Option<Vec<OwnerRef>>,
 }
 
@@ -474,6 +475,7 @@ pub struct PodMeta {
 #[serde(default)]
 pub struct OwnerRef {
     pub kind: String,
+    pub name: String,
     pub controller: Option<bool>,
 }
 
@@ -496,7 +498,24 @@ impl PodSummary {
         NeutralPod::classify(controllers, ignore)
     }
 
-    /// The key the extender remembers the pod under between its filter and prioritize calls.
+    /// The pod's workload, by the rule the collector learns under
+    /// ([`realload_common::workload::WorkloadKey::from_parts`]).
+    pub fn workload(&self) -> Option<realload_common::workload::WorkloadKey> {
+        let m = &self.metadata;
+        let controller = m
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| (o.kind.as_str(), o.name.as_str()));
+        let hash = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"))
+            .map(String::as_str);
+        realload_common::workload::WorkloadKey::from_parts(m.namespace.as_deref(), controller, hash)
+    }
+
     /// The pod's effective requests, by the scheduler's rule.
     pub fn requests(&self) -> realload_common::objects::Requests {
         use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
@@ -521,6 +540,7 @@ impl PodSummary {
         realload_common::objects::pod_requests(&pod)
     }
 
+    /// The key the extender remembers the pod under between its filter and prioritize calls.
     pub fn key(&self) -> String {
         let m = &self.metadata;
         crate::state::pod_key(m.uid.as_deref(), m.namespace.as_deref(), m.name.as_deref())

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::server::{AppState, Binder, admin_router, api_router, with_not_found};
 use crate::state::{Clock, State};
 use crate::tls::{TlsFiles, reloading_config};
-use crate::watch::{spawn_node_watch, spawn_pod_watch};
+use crate::watch::{spawn_node_watch, spawn_pod_watch, spawn_usage_watch};
 
 /// The state and the tasks that keep it current.
 pub struct Running {
@@ -45,6 +45,7 @@ pub async fn build_state(
     policy: Policy,
     snapshot: Option<&Path>,
     now: Option<jiff::Timestamp>,
+    namespace: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Running> {
     let clock = now.map_or(Clock::System, Clock::Fixed);
@@ -52,7 +53,7 @@ pub async fn build_state(
     match snapshot {
         Some(path) => {
             let snap = load_snapshot(path)?;
-            state.load_snapshot(&snap.nodes, &snap.pods);
+            state.load_snapshot(&snap.nodes, &snap.pods, &snap.config_maps);
             info!(nodes = snap.nodes.len(), pods = snap.pods.len(), snapshot = %path.display(), "loaded snapshot");
             Ok(Running {
                 state,
@@ -62,7 +63,8 @@ pub async fn build_state(
         }
         None => {
             let client = client::build(Throttled::Retry).await?;
-            let tasks = vec![
+            let usage = &state.policy().workload_usage;
+            let mut tasks = vec![
                 (
                     "node watch",
                     spawn_node_watch(state.clone(), client.clone(), shutdown.clone()),
@@ -72,6 +74,18 @@ pub async fn build_state(
                     spawn_pod_watch(state.clone(), client.clone(), shutdown.clone()),
                 ),
             ];
+            if usage.enabled {
+                tasks.push((
+                    "workload usage watch",
+                    spawn_usage_watch(
+                        state.clone(),
+                        client.clone(),
+                        namespace,
+                        &usage.config_map,
+                        shutdown.clone(),
+                    ),
+                ));
+            }
             Ok(Running {
                 state,
                 client: Some(client),
@@ -222,6 +236,7 @@ pub async fn run(args: &ServeArgs, shutdown: CancellationToken) -> anyhow::Resul
         policy,
         args.snapshot.snapshot.as_deref(),
         args.snapshot.now,
+        &args.namespace,
         &stop_serving,
     )
     .await?;

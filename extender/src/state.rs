@@ -4,16 +4,30 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use realload_common::objects::pod_requests;
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
 use realload_common::runtime::Readiness;
+use realload_common::workload::{USAGE_KEY, UsageTable, UsageTableError, WorkloadKey};
+use tracing::{info, warn};
 
 pub use crate::index::Clock;
 use crate::index::{Generation, Index};
 use crate::memory::{PodMemory, RecentDecisions};
-use crate::metrics::{MetricQuality, Metrics};
+use crate::metrics::{MetricQuality, Metrics, ResultLabel};
+
+fn ok() -> ResultLabel {
+    ResultLabel {
+        result: "ok".into(),
+    }
+}
+
+fn refused() -> ResultLabel {
+    ResultLabel {
+        result: "refused".into(),
+    }
+}
 
 pub struct State {
     pub index: Index,
@@ -163,17 +177,66 @@ impl State {
     /// Counts a pod the extender bound itself (`bindVerb`) at once, before any watch sees it.
     pub fn record_binding(&self, uid: &str, node: &str, pod: Option<&Pod>) {
         let requests = pod.map(pod_requests).unwrap_or_default();
-        self.index.record_binding(uid, node, requests);
+        let workload = pod.and_then(WorkloadKey::of);
+        let learned = self
+            .generation()
+            .learned_for(workload.as_ref(), self.clock.now());
+        self.index.record_binding(uid, node, requests, learned);
         self.memory.release(uid, self.index.current().id);
         if let Some(pod) = pod {
             self.release(pod);
         }
     }
 
-    /// Loads a snapshot: nodes and their pods, then marks everything synced.
-    pub fn load_snapshot(&self, nodes: &[Node], pods: &[Pod]) {
+    /// Loads a snapshot: the learned usage table if it holds one, then nodes and their pods,
+    /// then marks everything synced.
+    pub fn load_snapshot(&self, nodes: &[Node], pods: &[Pod], config_maps: &[ConfigMap]) {
+        let name = self.policy().workload_usage.config_map.clone();
+        if let Some(cm) = config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            self.apply_usage(cm);
+        }
         self.index.load_snapshot(nodes, pods);
         self.update_readiness();
+    }
+
+    /// The usage ConfigMap changed: its table is parsed once, here. A broken table is refused
+    /// with the reason logged, and the one in force stays.
+    pub fn apply_usage(&self, config_map: &ConfigMap) {
+        let text = config_map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(USAGE_KEY))
+            .ok_or(UsageTableError::Missing);
+        match text.and_then(|t| UsageTable::parse(t)) {
+            Ok(table) => {
+                info!(
+                    workloads = table.workloads.len(),
+                    updated = ?table.updated,
+                    "workload usage table loaded"
+                );
+                self.metrics.usage_loads.get_or_create(&ok()).inc();
+                self.metrics
+                    .usage_workloads
+                    .set(i64::try_from(table.workloads.len()).unwrap_or(i64::MAX));
+                if let Some(updated) = table.updated {
+                    self.metrics.usage_updated.set(updated.as_second());
+                }
+                self.index.set_usage(table);
+            }
+            Err(e) => {
+                self.metrics.usage_loads.get_or_create(&refused()).inc();
+                warn!(error = %e, "workload usage table refused; the one in force stays");
+            }
+        }
+    }
+
+    /// The usage ConfigMap is gone: nothing is learned any more, the factors apply.
+    pub fn clear_usage(&self) {
+        self.metrics.usage_workloads.set(0);
+        self.index.set_usage(UsageTable::default());
     }
 
     /// Prunes the ledger, refreshes expired judgements, forgets old in-flight pods and sets the

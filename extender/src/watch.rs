@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Api;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
@@ -45,6 +45,11 @@ pub trait Sink<K>: Send + Sync + 'static {
 
 struct Nodes(Arc<State>);
 struct Pods(Arc<State>);
+/// The learned usage ConfigMap: `seen` tells, at the end of a list, whether it exists.
+struct Usage {
+    state: Arc<State>,
+    seen: std::sync::atomic::AtomicBool,
+}
 
 impl Sink<Node> for Nodes {
     fn init(&self) {
@@ -95,6 +100,39 @@ impl Sink<Pod> for Pods {
             })
             .inc();
         self.0.mark_unsynced(false, true);
+    }
+}
+
+impl Sink<ConfigMap> for Usage {
+    fn init(&self) {
+        self.seen.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn apply(&self, config_map: &ConfigMap) {
+        self.seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.state.apply_usage(config_map);
+    }
+    fn delete(&self, _: &ConfigMap) {
+        info!("workload usage ConfigMap deleted; the hot-spot factors apply");
+        self.state.clear_usage();
+    }
+    fn init_done(&self) {
+        if !self.seen.load(std::sync::atomic::Ordering::SeqCst) {
+            info!(
+                "no workload usage ConfigMap yet; the hot-spot factors apply until the collector publishes one"
+            );
+            self.state.clear_usage();
+        }
+    }
+    fn failed(&self) {
+        // Learning is optional: a failing watch (no RBAC for ConfigMaps, say) keeps the table
+        // in force, which ages out after workloadUsage.maxAge, and never costs readiness.
+        self.state
+            .metrics
+            .watch_restarts
+            .get_or_create(&WatchLabel {
+                watch: "workload-usage".into(),
+            })
+            .inc();
     }
 }
 
@@ -255,5 +293,30 @@ pub fn spawn_pod_watch(
     tokio::spawn(
         run_watch(api, config, Pods(state), shutdown)
             .instrument(info_span!("watch", resource = "pods")),
+    )
+}
+
+/// Watches the learned usage ConfigMap `name` in `namespace` (only it: a field selector on its
+/// name, so the extender needs read access to ConfigMaps in its own namespace alone).
+pub fn spawn_usage_watch(
+    state: Arc<State>,
+    client: kube::Client,
+    namespace: &str,
+    name: &str,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let sink = Usage {
+        state,
+        seen: std::sync::atomic::AtomicBool::new(false),
+    };
+    tokio::spawn(
+        run_watch(api, config, sink, shutdown).instrument(info_span!(
+            "watch",
+            resource = "configmaps",
+            namespace = %namespace,
+            name = %name
+        )),
     )
 }

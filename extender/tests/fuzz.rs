@@ -72,7 +72,7 @@ fn state() -> State {
         Clock::Fixed("2026-11-22T01:05:00Z".parse().unwrap()),
         Metrics::new(),
     );
-    state.load_snapshot(&[], &[]);
+    state.load_snapshot(&[], &[], &[]);
     state
 }
 

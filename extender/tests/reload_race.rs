@@ -63,7 +63,7 @@ fn state(policy: Policy) -> Arc<State> {
     let nodes: Vec<Node> = (0..NODES)
         .map(|i| serde_json::from_value(node_json(i)).unwrap())
         .collect();
-    state.load_snapshot(&nodes, &[]);
+    state.load_snapshot(&nodes, &[], &[]);
     state
 }
 

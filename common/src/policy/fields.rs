@@ -71,6 +71,34 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             "collector.deadband".into(),
             policy.collector.deadband.to_string(),
         ),
+        (
+            "workloadUsage.enabled".into(),
+            policy.workload_usage.enabled.to_string(),
+        ),
+        (
+            "workloadUsage.configMap".into(),
+            policy.workload_usage.config_map.clone(),
+        ),
+        (
+            "workloadUsage.cpuQuery".into(),
+            policy.workload_usage.cpu_query.clone(),
+        ),
+        (
+            "workloadUsage.memoryQuery".into(),
+            policy
+                .workload_usage
+                .memory_query
+                .clone()
+                .unwrap_or_else(|| "null".into()),
+        ),
+        (
+            "workloadUsage.period".into(),
+            format!("{:#}", policy.workload_usage.period),
+        ),
+        (
+            "workloadUsage.maxAge".into(),
+            format!("{:#}", policy.workload_usage.max_age),
+        ),
     ];
     for m in &policy.metrics {
         let at = |f: &str| format!("metrics[{}].{f}", m.name);

@@ -61,6 +61,7 @@ pub struct PolicyFile {
     pub hotspot: HotspotFile,
     pub collector: CollectorFile,
     pub descheduler: DeschedulerFile,
+    pub workload_usage: WorkloadUsageFile,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -113,6 +114,19 @@ pub struct HotspotFile {
     pub memory_factor: Option<f64>,
     pub reserve_ranked: Option<bool>,
     pub include_pod: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadUsageFile {
+    pub enabled: Option<bool>,
+    pub config_map: Option<String>,
+    pub cpu_query: Option<String>,
+    /// `null` turns memory learning off.
+    #[serde(skip_serializing_if = "is_absent")]
+    pub memory_query: Setting<String>,
+    pub period: Option<String>,
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -190,6 +204,12 @@ pub mod defaults {
     pub const CPU_FACTOR: f64 = 0.85;
     pub const MEMORY_FACTOR: f64 = 0.70;
     pub const DEADBAND: f64 = 0.02;
+    pub const USAGE_CONFIG_MAP: &str = "realload-workload-usage";
+    /// Mean CPU (cores) per pod over the last hour: a counter's rate over a window is its mean.
+    pub const USAGE_CPU_QUERY: &str = r#"sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{container!="", container!="POD"}[1h]))"#;
+    pub const USAGE_MEMORY_QUERY: &str = r#"sum by (namespace, pod) (avg_over_time(container_memory_working_set_bytes{container!="", container!="POD"}[1h]))"#;
+    pub const USAGE_PERIOD: &str = "5m";
+    pub const USAGE_MAX_AGE: &str = "30m";
     pub const HOT_METRIC: &str = "cpu-sustained-10m";
     pub const HOT_ABOVE: f64 = 0.80;
     pub const TARGET_BELOW: f64 = 0.75;

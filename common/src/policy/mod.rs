@@ -116,6 +116,24 @@ impl Hotspot {
     }
 }
 
+/// Per-workload usage learning (`workloadUsage`): the collector publishes each workload's real
+/// usage as a share of its requests; the extender's estimate counts a pod at that share instead
+/// of the hot-spot factors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadUsage {
+    pub enabled: bool,
+    /// Name of the ConfigMap the table lives in (in realload's namespace).
+    pub config_map: String,
+    /// PromQL: one series per pod, labels `namespace` and `pod`, value in cores.
+    pub cpu_query: String,
+    /// PromQL: one series per pod, labels `namespace` and `pod`, value in bytes.
+    pub memory_query: Option<String>,
+    /// How often the collector publishes the table.
+    pub period: SignedDuration,
+    /// A table older than this is ignored (the factors apply again).
+    pub max_age: SignedDuration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Collector {
     pub deadband: f64,
@@ -164,6 +182,7 @@ pub struct Policy {
     pub hotspot: Hotspot,
     pub collector: Collector,
     pub descheduler: Descheduler,
+    pub workload_usage: WorkloadUsage,
 }
 
 /// The default policy, validated once (its globs compile once per process).

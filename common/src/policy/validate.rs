@@ -199,6 +199,7 @@ impl PolicyFile {
             );
         }
         let collector = Collector { deadband };
+        let workload_usage = self.workload_usage(&mut v);
 
         let d = &self.descheduler;
         let hot_metric = d
@@ -304,8 +305,91 @@ impl PolicyFile {
             hotspot,
             collector,
             descheduler,
+            workload_usage,
         })
     }
+}
+
+impl PolicyFile {
+    fn workload_usage(&self, v: &mut Validator) -> WorkloadUsage {
+        let f = &self.workload_usage;
+        let config_map = f
+            .config_map
+            .clone()
+            .unwrap_or_else(|| defaults::USAGE_CONFIG_MAP.to_string());
+        if !is_dns_subdomain(&config_map) {
+            v.fail(
+                "workloadUsage.configMap",
+                format!("{config_map:?} is not a ConfigMap name (lowercase letters, digits, '-' and '.', at most 253)"),
+            );
+        }
+        let query = |v: &mut Validator, path: &str, q: Option<&String>, default: &str| {
+            let q = q.map_or(default, String::as_str).trim().to_string();
+            if q.is_empty() {
+                v.fail(path, "must not be empty");
+            }
+            q
+        };
+        let cpu_query = query(
+            v,
+            "workloadUsage.cpuQuery",
+            f.cpu_query.as_ref(),
+            defaults::USAGE_CPU_QUERY,
+        );
+        let memory_query = match &f.memory_query {
+            Setting::Off => None,
+            Setting::Absent => Some(defaults::USAGE_MEMORY_QUERY.to_string()),
+            Setting::Set(q) => Some(query(
+                v,
+                "workloadUsage.memoryQuery",
+                Some(q),
+                defaults::USAGE_MEMORY_QUERY,
+            )),
+        };
+        let period = v.duration(
+            "workloadUsage.period",
+            f.period.as_deref(),
+            defaults::USAGE_PERIOD,
+            false,
+        );
+        let max_age = v.duration(
+            "workloadUsage.maxAge",
+            f.max_age.as_deref(),
+            defaults::USAGE_MAX_AGE,
+            false,
+        );
+        if max_age < period {
+            v.fail(
+                "workloadUsage.maxAge",
+                format!(
+                    "must be at least workloadUsage.period ({:#} < {:#}): every table would be ignored before the next",
+                    max_age, period
+                ),
+            );
+        }
+        WorkloadUsage {
+            enabled: f.enabled.unwrap_or(true),
+            config_map,
+            cpu_query,
+            memory_query,
+            period,
+            max_age,
+        }
+    }
+}
+
+/// A Kubernetes object name of the DNS-subdomain kind (ConfigMaps, most objects).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Parses a duration such as `1m`, `90s`, `1h30m` or ISO 8601 `PT1M`.

@@ -132,18 +132,21 @@ fn hotspot_adds_only_pods_bound_after_the_newest_valid_reading() {
         cpu_millis: 4000,
         memory_bytes: 0,
         pinned: false,
+        learned: None,
     };
     let at = BoundPod {
         bound_at: sampled,
         cpu_millis: 4000,
         memory_bytes: 0,
         pinned: false,
+        learned: None,
     };
     let after = BoundPod {
         bound_at: sampled + SignedDuration::from_secs(1),
         cpu_millis: 2000,
         memory_bytes: 8 << 30,
         pinned: false,
+        learned: None,
     };
     let readings = [fresh(0.6), fresh(0.6), fresh(0.6), fresh(0.6)];
     let n = assess_node(&p, &readings, &[before, at, after], ALLOC, now());
@@ -165,6 +168,7 @@ fn a_burst_of_bindings_pushes_a_node_over_the_filter() {
         cpu_millis: 1000,
         memory_bytes: 0,
         pinned: false,
+        learned: None,
     };
     // each pod adds 1000 × 0.85 / 8000 = 0.10625
     let two = assess_node(&p, &readings, &[pod; 2], ALLOC, now());
@@ -181,6 +185,7 @@ fn zero_allocatable_adds_nothing_rather_than_infinity() {
         cpu_millis: 1000,
         memory_bytes: 1,
         pinned: false,
+        learned: None,
     };
     let s = hotspot_addition(&[pod], None, Allocatable::default(), &p);
     assert_eq!(
@@ -234,6 +239,7 @@ fn bound_pods() -> impl Strategy<Value = Vec<BoundPod>> {
             cpu_millis: cpu,
             memory_bytes: mem,
             pinned: false,
+            learned: None,
         }),
         0..6,
     )
@@ -286,7 +292,7 @@ proptest! {
         prop_assert!(score(&p, &high) <= score(&p, &low));
         // more bound pods never raise the score either
         let mut more = pods.clone();
-        more.push(BoundPod { bound_at: now(), cpu_millis: 500, memory_bytes: 1 << 30, pinned: false });
+        more.push(BoundPod { bound_at: now(), cpu_millis: 500, memory_bytes: 1 << 30, pinned: false, learned: None });
         let busier = assess_node(&p, &at(&ratios), &more, ALLOC, now());
         prop_assert!(score(&p, &busier) <= score(&p, &low));
     }
@@ -395,8 +401,8 @@ fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
         "equal without the pod"
     );
     // a 4-core pod: +0.425 on the small node (0.975: over the filter), +0.106 on the big one
-    let small_with = on(small).with_pod(&p, 4000, 0);
-    let big_with = on(big).with_pod(&p, 4000, 0);
+    let small_with = on(small).with_pod(&p, 4000, 0, None);
+    let big_with = on(big).with_pod(&p, 4000, 0, None);
     assert!(!small_with.verdict.passes(), "{small_with:?}");
     assert!(big_with.verdict.passes());
     assert!(
@@ -405,7 +411,7 @@ fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
     );
     // switched off, or an unknown node: as judged
     let off = Policy::from_yaml("hotspot: {includePod: false}").unwrap();
-    assert_eq!(on(small).with_pod(&off, 4000, 0), on(small));
+    assert_eq!(on(small).with_pod(&off, 4000, 0, None), on(small));
     let unknown = judge(
         &p,
         &assess_node(
@@ -416,15 +422,50 @@ fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
             now(),
         ),
     );
-    assert_eq!(unknown.clone().with_pod(&p, 4000, 0), unknown);
+    assert_eq!(unknown.clone().with_pod(&p, 4000, 0, None), unknown);
+}
+
+#[test]
+fn learned_usage_replaces_the_factors_for_bound_pods_and_the_pod_being_placed() {
+    use crate::workload::UsageRatios;
+    let p = Policy::default();
+    let readings = [fresh(0.5), fresh(0.5), fresh(0.3), fresh(0.5)];
+    let light = Some(UsageRatios {
+        cpu: Some(0.2),
+        memory: None,
+    });
+    let pod = |learned| BoundPod {
+        bound_at: now(),
+        cpu_millis: 4000,
+        memory_bytes: 1 << 30,
+        pinned: false,
+        learned,
+    };
+    // 4000m × 0.2 / 8000 = 0.1 instead of × 0.85 = 0.425; memory keeps its factor
+    let n = assess_node(&p, &readings, &[pod(light)], ALLOC, now());
+    assert!((n.hotspot.cpu - 0.1).abs() < 1e-9, "{:?}", n.hotspot);
+    let factor = assess_node(&p, &readings, &[pod(None)], ALLOC, now());
+    assert!((factor.hotspot.cpu - 0.425).abs() < 1e-9);
+    assert_eq!(n.hotspot.memory, factor.hotspot.memory);
+    // the pod being placed: a light workload fits where the factor would filter the node
+    let base = judge(&p, &assess_node(&p, &readings, &[], ALLOC, now()));
+    assert!(!base.clone().with_pod(&p, 4000, 0, None).verdict.passes());
+    assert!(base.clone().with_pod(&p, 4000, 0, light).verdict.passes());
+    // and a heavy one counts for more than its request
+    let heavy = Some(UsageRatios {
+        cpu: Some(1.5),
+        memory: None,
+    });
+    let shares = pod_shares(&p, 1000, 0, heavy, ALLOC);
+    assert!((shares.cpu - 1000.0 * 1.5 / 8000.0).abs() < 1e-9);
 }
 
 #[test]
 fn the_filter_never_strands_a_pod_on_estimates_but_keeps_measured_hot_nodes_out() {
     let p = Policy::default();
     // readings under the 0.80 filter; a 4-core pod on 8 cores (+0.425) puts both over it
-    let warm = judge(&p, &node(0.70, 0.7, 0.5)).with_pod(&p, 4000, 0);
-    let warmer = judge(&p, &node(0.75, 0.75, 0.5)).with_pod(&p, 4000, 0);
+    let warm = judge(&p, &node(0.70, 0.7, 0.5)).with_pod(&p, 4000, 0, None);
+    let warmer = judge(&p, &node(0.75, 0.75, 0.5)).with_pod(&p, 4000, 0, None);
     assert!(!warm.verdict.passes() && !warmer.verdict.passes());
     let d = decide_judged(&p, vec![warm.clone(), warmer.clone()]);
     assert!(d.verdicts.iter().all(FilterVerdict::passes), "{d:?}");

@@ -5,6 +5,7 @@ pub mod exporter;
 pub mod lease;
 pub mod plan;
 pub mod prometheus;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -67,6 +68,9 @@ pub struct CollectorMetrics {
     pub leader: Gauge,
     pub cycles: Counter,
     pub policy_reloads: Family<crate::metrics::ResultLabel, Counter>,
+    pub usage_publishes: Family<PatchResult, Counter>,
+    pub usage_workloads: Gauge,
+    pub usage_published: Gauge,
 }
 
 impl CollectorMetrics {
@@ -120,7 +124,28 @@ impl CollectorMetrics {
             "Policy file reloads by result",
             policy_reloads.clone(),
         );
+        let usage_publishes = Family::<PatchResult, Counter>::default();
+        r.register(
+            "workload_usage_publishes",
+            "Learned workload usage tables by result (sent; failed: a query, the pod list or the write failed, nothing published)",
+            usage_publishes.clone(),
+        );
+        let usage_workloads = Gauge::default();
+        r.register(
+            "workload_usage_workloads",
+            "Workloads in the last published usage table",
+            usage_workloads.clone(),
+        );
+        let usage_published = Gauge::default();
+        r.register(
+            "workload_usage_published_timestamp_seconds",
+            "When the last usage table was published (0: never)",
+            usage_published.clone(),
+        );
         CollectorMetrics {
+            usage_publishes,
+            usage_workloads,
+            usage_published,
             registry: Arc::new(r),
             coverage,
             query_seconds,
@@ -138,6 +163,9 @@ impl CollectorMetrics {
     pub fn prime(&self, policy: &realload_common::policy::Policy) {
         for result in ["sent", "failed"] {
             let _ = self.patches.get_or_create(&PatchResult {
+                result: result.into(),
+            });
+            let _ = self.usage_publishes.get_or_create(&PatchResult {
                 result: result.into(),
             });
         }
@@ -460,7 +488,15 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     }
     let mut last_queried: HashMap<String, Timestamp> = HashMap::new();
     let mut next_cycle = tokio::time::Instant::now();
+    let mut next_usage = tokio::time::Instant::now();
     let mut leading = false;
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let usage_api: Api<ConfigMap> = Api::namespaced(client.clone(), &args.lease_namespace);
+    if policy.workload_usage.enabled && !matches!(source, SourceImpl::Prometheus(_)) {
+        info!(
+            "workload usage is learned from Prometheus only; with --source node-exporter the hot-spot factors apply"
+        );
+    }
     loop {
         if policy_rx.has_changed().unwrap_or(false) {
             let next = policy_rx.borrow_and_update().clone();
@@ -519,6 +555,25 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             next_cycle = tokio::time::Instant::now()
                 + Duration::try_from(period).unwrap_or(Duration::from_secs(60));
         }
+        if leading
+            && policy.workload_usage.enabled
+            && tokio::time::Instant::now() >= next_usage
+            && let SourceImpl::Prometheus(prometheus) = &source
+        {
+            let usage = &policy.workload_usage;
+            learn_usage(
+                prometheus,
+                &pods_api,
+                &usage_api,
+                usage,
+                clock.now(),
+                &metrics,
+            )
+            .instrument(info_span!("workload_usage", config_map = %usage.config_map))
+            .await;
+            next_usage = tokio::time::Instant::now()
+                + Duration::try_from(usage.period).unwrap_or(Duration::from_secs(300));
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(elector.renew_period()) => {}
@@ -531,6 +586,50 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     metrics.leader.set(0);
     info!("collector stopped");
     Ok(())
+}
+
+/// One learning round, published when it measured something; failures are logged and counted,
+/// and the table in the ConfigMap stays until it ages out.
+async fn learn_usage(
+    prometheus: &PrometheusClient,
+    pods_api: &Api<Pod>,
+    usage_api: &Api<ConfigMap>,
+    usage: &realload_common::policy::WorkloadUsage,
+    now: Timestamp,
+    metrics: &CollectorMetrics,
+) {
+    let result = match usage::measure(prometheus, pods_api, usage, now).await {
+        Ok(learned) => usage::publish(usage_api, &usage.config_map, &learned.table)
+            .await
+            .map(|()| learned),
+        Err(e) => Err(e),
+    };
+    let outcome = match result {
+        Ok(learned) => {
+            info!(
+                workloads = learned.table.workloads.len(),
+                pods = learned.pods,
+                measured = learned.measured,
+                dropped = learned.dropped,
+                "workload usage published"
+            );
+            metrics
+                .usage_workloads
+                .set(i64::try_from(learned.table.workloads.len()).unwrap_or(i64::MAX));
+            metrics.usage_published.set(now.as_second());
+            "sent"
+        }
+        Err(e) => {
+            warn!(error = %e, "workload usage not published");
+            "failed"
+        }
+    };
+    metrics
+        .usage_publishes
+        .get_or_create(&PatchResult {
+            result: outcome.into(),
+        })
+        .inc();
 }
 
 fn default_identity() -> String {

@@ -14,6 +14,9 @@ struct DebugNode {
     hotspot_cpu: f64,
     hotspot_memory: f64,
     ledger_pods: usize,
+    /// Of the ledger pods, those counted at their workload's learned usage (the rest at
+    /// requests × the hot-spot factors).
+    ledger_pods_learned: usize,
     /// For an unknown node: since when, and the pods placed since (in flight included).
     #[serde(skip_serializing_if = "Option::is_none")]
     unknown_since: Option<jiff::Timestamp>,
@@ -44,8 +47,21 @@ struct DebugIndex {
     ledger_pods: usize,
     in_flight_pods: usize,
     reserved_pods: usize,
+    workload_usage: UsageSummary,
     recent_decisions: Vec<DecisionRecord>,
     nodes: Vec<DebugNode>,
+}
+
+/// The learned usage table in force.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageSummary {
+    enabled: bool,
+    config_map: String,
+    workloads: usize,
+    updated: Option<jiff::Timestamp>,
+    /// Whether requests use it now (enabled, and not older than `workloadUsage.maxAge`).
+    current: bool,
 }
 
 /// `GET /debug/nodes`: every indexed node as filter and prioritize would judge it with all
@@ -84,6 +100,11 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
                 hotspot_cpu: a.hotspot.cpu,
                 hotspot_memory: a.hotspot.memory,
                 ledger_pods: generation.pods_on(name).len(),
+                ledger_pods_learned: generation
+                    .pods_on(name)
+                    .iter()
+                    .filter(|p| p.learned.is_some())
+                    .count(),
                 unknown_since: a.unknown_since,
                 unknown_pods: (!a.known).then_some(a.unknown_pods),
                 in_flight: flying(name),
@@ -106,6 +127,16 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
         ledger_pods: generation.ledger_len,
         in_flight_pods: state.memory.len(),
         reserved_pods: reserved.values().map(|p| p.len()).sum(),
+        workload_usage: UsageSummary {
+            enabled: policy.workload_usage.enabled,
+            config_map: policy.workload_usage.config_map.clone(),
+            workloads: generation.usage.workloads.len(),
+            updated: generation.usage.updated,
+            current: policy.workload_usage.enabled
+                && generation
+                    .usage
+                    .is_current(now, policy.workload_usage.max_age),
+        },
         recent_decisions: recent,
         nodes,
     };

@@ -60,7 +60,7 @@ fn state_with(nodes: &[Value], pods: &[Value]) -> Arc<State> {
         .iter()
         .map(|p| serde_json::from_value(p.clone()).unwrap())
         .collect();
-    state.load_snapshot(&nodes, &pods);
+    state.load_snapshot(&nodes, &pods, &[]);
     state
 }
 
@@ -437,7 +437,7 @@ async fn before_sync_everything_passes_with_equal_scores() {
         metrics.contains("realload_extender_unsynced_requests_total 2"),
         "{metrics}"
     );
-    state.load_snapshot(&[], &[]);
+    state.load_snapshot(&[], &[], &[]);
     assert_eq!(get(&r, "/readyz").await.0, StatusCode::OK);
 }
 

@@ -33,8 +33,8 @@ pub struct Config {
     /// realload's policy (the other policies ignore it).
     pub policy: Policy,
     pub extender_weight: i64,
-    /// See [`Scenario::learned_usage`].
-    pub learned_usage: bool,
+    /// See [`Scenario::usage_oracle`].
+    pub usage_oracle: bool,
     pub threads: usize,
 }
 
@@ -46,7 +46,7 @@ impl Default for Config {
             policies: PolicyKind::ALL.to_vec(),
             policy: Policy::default(),
             extender_weight: 5,
-            learned_usage: false,
+            usage_oracle: false,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -113,7 +113,7 @@ pub fn run(config: &Config) -> Report {
                         };
                         let mut scenario = Scenario::new(name, seed);
                         scenario.extender_weight = config.extender_weight;
-                        scenario.learned_usage = config.learned_usage;
+                        scenario.usage_oracle = config.usage_oracle;
                         let metrics = Sim::new(&scenario, kind, config.policy.clone()).run();
                         out.lock()
                             .unwrap_or_else(|p| p.into_inner())

@@ -252,9 +252,9 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     pub node_events: Vec<NodeEvent>,
     pub extender_weight: i64,
-    /// realload estimates a pod by its workload's real mean usage (an upper bound for usage
-    /// learned from cAdvisor) instead of its requests × the hot-spot factors.
-    pub learned_usage: bool,
+    /// realload counts a pod at its workload's true mean usage from the start (an upper bound
+    /// for what learning usage can buy), instead of what its collector has learned so far.
+    pub usage_oracle: bool,
 }
 
 /// The scenario names, in report order.
@@ -302,7 +302,7 @@ impl Scenario {
             faults: Vec::new(),
             node_events: Vec::new(),
             extender_weight: 5,
-            learned_usage: false,
+            usage_oracle: false,
         };
         let jitter = |rng: &mut Rng, t: i64| t + 60 * rng.below(10) as i64;
         match name {

@@ -10,9 +10,9 @@
 //!   decision-quality --policy FILE       realload with another policy file
 //!   decision-quality --extender-weight N realload's weight in kube-scheduler (default 5)
 //!   decision-quality --threads N         runs in parallel (default: the machine's cores)
-//!   decision-quality --learned-usage     realload estimates pods by their workload's real mean
-//!                                        usage, not requests × factors: what learning usage
-//!                                        per workload could buy at best
+//!   decision-quality --usage-oracle      realload counts pods at their workload's true mean
+//!                                        usage from the start, not what its collector learned:
+//!                                        what learning usage per workload could buy at best
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -74,7 +74,7 @@ fn main_inner() -> Result<(), String> {
                 config.extender_weight = w;
             }
             "--threads" => config.threads = number::<usize>(flag, value()?)?.max(1),
-            "--learned-usage" => config.learned_usage = true,
+            "--usage-oracle" => config.usage_oracle = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }

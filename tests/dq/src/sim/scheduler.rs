@@ -4,27 +4,23 @@
 use super::*;
 
 impl Sim<'_> {
-    /// What realload's estimate counts for a pod of workload `w` (CPU millis, memory bytes): its
-    /// requests, or with `learned_usage` the requests scaled so that × the hot-spot factors gives
-    /// the workload's real mean usage.
-    pub(super) fn estimated_requests(&self, w: usize) -> (u64, u64) {
-        let w = &self.scenario.workloads[w];
-        let memory = w.mem_request_mi << 20;
-        if !self.scenario.learned_usage {
-            return (w.cpu_request_m, memory);
+    /// The learned usage shares realload counts a pod of workload `w` at: the collector's last
+    /// published table while it is current (`workloadUsage`), or with `usage_oracle` the
+    /// workload's true mean usage; `None`: requests × the hot-spot factors.
+    pub(super) fn learned(&self, w: usize) -> Option<UsageRatios> {
+        if self.scenario.usage_oracle {
+            let w = &self.scenario.workloads[w];
+            return Some(UsageRatios {
+                cpu: Some(w.cpu_usage),
+                memory: Some(w.mem_usage),
+            });
         }
-        let hotspot = &self.policy.hotspot;
-        let scale = |request: f64, usage: f64, factor: f64| {
-            if factor > 0.0 {
-                (request * usage / factor).round() as u64
-            } else {
-                0
-            }
-        };
-        (
-            scale(w.cpu_request_m as f64, w.cpu_usage, hotspot.cpu_factor),
-            scale(memory as f64, w.mem_usage, hotspot.memory_factor),
-        )
+        let usage = &self.policy.workload_usage;
+        let updated = self.realload.usage_updated?;
+        if !usage.enabled || ts(self.t).duration_since(ts(updated)) > usage.max_age {
+            return None;
+        }
+        self.realload.usage[w]
     }
 
     /// NodeResourcesFit (LeastAllocated) + NodeResourcesBalancedAllocation, 0..100 each.
@@ -104,54 +100,58 @@ impl Sim<'_> {
         {
             self.realload.reserved.pop_front();
         }
-        let judged: Vec<scoring::Judgement> =
-            candidates
-                .iter()
-                .map(|&n| {
-                    let node = &self.scenario.nodes[n];
-                    let visible: Vec<BoundPod> = self.on_node[n]
-                        .iter()
-                        .map(|p| &self.pods[*p])
-                        .filter(|p| p.bound_ms + lag <= now_ms)
-                        .map(|p| {
-                            let (cpu_millis, memory_bytes) = self.estimated_requests(p.workload);
-                            BoundPod {
-                                bound_at: ts(p.bound_ms / 1000),
-                                cpu_millis,
-                                memory_bytes,
-                                pinned: false,
-                            }
-                        })
-                        .chain(
-                            self.realload
-                                .reserved
-                                .iter()
-                                .filter(|(_, node, _)| *node == n)
-                                .map(|(_, _, p)| *p),
-                        )
-                        .collect();
-                    let in_flight = self
-                        .realload
-                        .in_flight
-                        .iter()
-                        .filter(|(_, nodes)| nodes.contains(&n))
-                        .count() as u32;
-                    let input = NodeInput {
-                        readings: &self.realload.readings[n],
-                        bad_since: &self.realload.bad_since[n],
-                        pods: &visible,
-                        in_flight,
-                        allocatable: Allocatable {
-                            cpu_millis: node.cpu_m,
-                            memory_bytes: node.mem_mi << 20,
-                        },
-                    };
-                    let (cpu_millis, memory_bytes) =
-                        self.estimated_requests(self.pods[pod].workload);
-                    scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now))
-                        .with_pod(&self.policy, cpu_millis, memory_bytes)
-                })
-                .collect();
+        let judged: Vec<scoring::Judgement> = candidates
+            .iter()
+            .map(|&n| {
+                let node = &self.scenario.nodes[n];
+                let visible: Vec<BoundPod> = self.on_node[n]
+                    .iter()
+                    .map(|p| &self.pods[*p])
+                    .filter(|p| p.bound_ms + lag <= now_ms)
+                    .map(|p| {
+                        let w = &self.scenario.workloads[p.workload];
+                        BoundPod {
+                            bound_at: ts(p.bound_ms / 1000),
+                            cpu_millis: w.cpu_request_m,
+                            memory_bytes: w.mem_request_mi << 20,
+                            pinned: false,
+                            learned: self.learned(p.workload),
+                        }
+                    })
+                    .chain(
+                        self.realload
+                            .reserved
+                            .iter()
+                            .filter(|(_, node, _)| *node == n)
+                            .map(|(_, _, p)| *p),
+                    )
+                    .collect();
+                let in_flight = self
+                    .realload
+                    .in_flight
+                    .iter()
+                    .filter(|(_, nodes)| nodes.contains(&n))
+                    .count() as u32;
+                let input = NodeInput {
+                    readings: &self.realload.readings[n],
+                    bad_since: &self.realload.bad_since[n],
+                    pods: &visible,
+                    in_flight,
+                    allocatable: Allocatable {
+                        cpu_millis: node.cpu_m,
+                        memory_bytes: node.mem_mi << 20,
+                    },
+                };
+                let w = self.pods[pod].workload;
+                let spec = &self.scenario.workloads[w];
+                scoring::judge(&self.policy, &scoring::assess(&self.policy, &input, now)).with_pod(
+                    &self.policy,
+                    spec.cpu_request_m,
+                    spec.mem_request_mi << 20,
+                    self.learned(w),
+                )
+            })
+            .collect();
         let unknown = judged.iter().filter(|j| !j.known).count();
         let fleet = (self.realload.fleet_unknown, self.scenario.nodes.len());
         let breaker =
@@ -161,12 +161,14 @@ impl Sim<'_> {
             && self.policy.hotspot.reserve_ranked
             && let Some(i) = scoring::reservation_target(&decision)
         {
-            let (cpu_millis, memory_bytes) = self.estimated_requests(self.pods[pod].workload);
+            let w = self.pods[pod].workload;
+            let spec = &self.scenario.workloads[w];
             let reserved = BoundPod {
                 bound_at: ts(now_ms / 1000),
-                cpu_millis,
-                memory_bytes,
+                cpu_millis: spec.cpu_request_m,
+                memory_bytes: spec.mem_request_mi << 20,
                 pinned: false,
+                learned: self.learned(w),
             };
             self.realload
                 .reserved

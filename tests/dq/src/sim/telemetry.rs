@@ -2,6 +2,7 @@
 //! writing annotations, crane's annotator, the extender's watch lag.
 
 use super::*;
+use realload_common::workload::{PodSample, WorkloadKey, learn};
 
 impl Sim<'_> {
     pub(super) fn answer(&self, n: usize, metric: &str) -> Option<Answer> {
@@ -16,8 +17,55 @@ impl Sim<'_> {
         })
     }
 
+    /// realload's collector learning usage (`workloadUsage`), with the product's own
+    /// [`learn`]: every running pod older than a minute sampled as Prometheus' 1-hour rate
+    /// would see it (its mean usage since it started, at most an hour back), every `period`;
+    /// nothing is published while Prometheus is down.
+    pub(super) fn learn_usage(&mut self) {
+        let usage = &self.policy.workload_usage;
+        let period = usage.period.as_secs().max(1);
+        if !usage.enabled || self.t.rem_euclid(period) != 0 || self.scenario.outage(self.t) {
+            return;
+        }
+        let key = |w: usize| WorkloadKey {
+            namespace: "dq".into(),
+            kind: "Deployment".into(),
+            name: self.scenario.workloads[w].name.clone(),
+        };
+        let phase = self.scenario.cycle_phase;
+        let mut samples = Vec::new();
+        for pods in &self.on_node {
+            for &p in pods {
+                let pod = &self.pods[p];
+                let started = pod.bound_ms / 1000;
+                if self.t - started < 60 {
+                    continue;
+                }
+                let w = &self.scenario.workloads[pod.workload];
+                let from = started.max(self.t - 3600);
+                let points: Vec<i64> = (from..=self.t).step_by(60).collect();
+                let mean = |f: &dyn Fn(i64) -> f64| {
+                    points.iter().map(|&s| f(s)).sum::<f64>() / points.len() as f64
+                };
+                samples.push(PodSample {
+                    workload: key(pod.workload),
+                    cpu_request_millis: w.cpu_request_m,
+                    memory_request_bytes: w.mem_request_mi << 20,
+                    cpu_cores: Some(mean(&|s| w.cpu_m(s, phase)) / 1000.0),
+                    memory_bytes: Some(mean(&|s| w.mem_mi(s, phase)) * 1048576.0),
+                });
+            }
+        }
+        let table = learn(&samples, ts(self.t));
+        self.realload.usage = (0..self.scenario.workloads.len())
+            .map(|w| table.ratios(&key(w)))
+            .collect();
+        self.realload.usage_updated = Some(self.t);
+    }
+
     /// realload's collector: every minute, its own plan over what Prometheus answers.
     pub(super) fn collect(&mut self) {
+        self.learn_usage();
         if self.t.rem_euclid(60) != 0 {
             return;
         }

@@ -279,22 +279,54 @@ fn a_burst_counts_its_pods_first_placed_on_faulty_nodes_and_not_their_replacemen
 }
 
 #[test]
-fn learned_usage_makes_the_estimate_count_real_mean_usage() {
+fn the_collector_learns_mean_usage_per_workload_and_realload_counts_pods_at_it() {
     let mut s = Scenario::new("steady", 1);
     s.workloads[0].cpu_request_m = 1000;
     s.workloads[0].cpu_usage = 0.5;
+    s.workloads[0].amplitude = 0.0;
+    s.workloads[0].diurnal = 0.0;
     s.workloads[0].mem_request_mi = 1000;
     s.workloads[0].mem_usage = 1.4;
     let policy = Policy::default();
-    let by_requests = Sim::new(&s, PolicyKind::Realload, policy.clone()).estimated_requests(0);
-    assert_eq!(by_requests, (1000, 1000 << 20));
-    s.learned_usage = true;
-    let (cpu, memory) = Sim::new(&s, PolicyKind::Realload, policy.clone()).estimated_requests(0);
-    // × the hot-spot factors, the estimate is the real mean usage
-    assert!(
-        (cpu as f64 * policy.hotspot.cpu_factor - 500.0).abs() < 1.0,
-        "{cpu}"
+    let mut sim = Sim::new(&s, PolicyKind::Realload, policy.clone());
+    sim.t = 0;
+    sim.arrive(&Arrival {
+        at: 0,
+        workload: 0,
+        runs_for: 7200,
+        burst: None,
+    });
+    sim.bind(0, 0, 0);
+    assert_eq!(sim.learned(0), None, "nothing published yet");
+    sim.t = 600;
+    sim.learn_usage();
+    let learned = sim.learned(0).expect("learned from the running pod");
+    assert!((learned.cpu.unwrap() - 0.5).abs() < 0.001, "{learned:?}");
+    assert!((learned.memory.unwrap() - 1.4).abs() < 0.001, "{learned:?}");
+    assert_eq!(
+        sim.learned(1),
+        None,
+        "a workload with no running pod is not learned"
     );
-    let mem_mi = memory as f64 * policy.hotspot.memory_factor / (1u64 << 20) as f64;
-    assert!((mem_mi - 1400.0).abs() < 1.0, "{memory}");
+    // the table ages out when the collector cannot publish (maxAge 30m)
+    sim.t = 600 + 1801;
+    assert_eq!(sim.learned(0), None);
+    // switched off: the factors, whatever was learned
+    let off = Policy::from_yaml("workloadUsage: {enabled: false}").unwrap();
+    let mut sim = Sim::new(&s, PolicyKind::Realload, off);
+    sim.t = 0;
+    sim.arrive(&Arrival {
+        at: 0,
+        workload: 0,
+        runs_for: 7200,
+        burst: None,
+    });
+    sim.bind(0, 0, 0);
+    sim.t = 600;
+    sim.learn_usage();
+    assert_eq!(sim.learned(0), None);
+    // the oracle knows the truth from the start
+    s.usage_oracle = true;
+    let sim = Sim::new(&s, PolicyKind::Realload, policy);
+    assert_eq!(sim.learned(0).and_then(|l| l.cpu), Some(0.5));
 }

@@ -1,0 +1,275 @@
+//! Learning each workload's real usage: per-pod usage from Prometheus (cAdvisor's series), the
+//! running pods' owners and requests from the API server, the table into a ConfigMap the
+//! extender watches. Nothing is published from a failed or empty measurement: the extender's
+//! table then ages out (`workloadUsage.maxAge`) and the hot-spot factors apply again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use realload_common::objects::pod_requests;
+use realload_common::policy::WorkloadUsage;
+use realload_common::workload::{PodSample, USAGE_KEY, UsageTable, WorkloadKey, learn};
+use thiserror::Error;
+
+use super::FIELD_MANAGER;
+use super::plan::MetricResult;
+use super::prometheus::PrometheusClient;
+
+/// The label the collector joins `namespace` and `pod` into, so each series has one identity.
+const POD_LABEL: &str = "realload_pod";
+/// Running pods only: pending ones use nothing yet, finished ones nothing any more.
+const RUNNING_PODS: &str = "spec.nodeName!=,status.phase=Running";
+const PAGE: u32 = 500;
+/// Leaves room under the API server's 1 MiB object limit for metadata and managed fields.
+const MAX_PUBLISHED_BYTES: usize = 900 * 1024;
+
+#[derive(Debug, Error)]
+pub enum UsageError {
+    #[error("Prometheus {what} query failed: {message}")]
+    Query { what: &'static str, message: String },
+    #[error(
+        "the CPU query returned no per-pod series (is cAdvisor, container_cpu_usage_seconds_total, scraped?)"
+    )]
+    NoSeries,
+    #[error("listing running pods: {0}")]
+    List(#[source] kube::Error),
+    #[error("publishing ConfigMap {name}: {source}")]
+    Publish {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What one learning round found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    pub table: UsageTable,
+    /// Running pods seen, and of them those with a usage sample.
+    pub pods: usize,
+    pub measured: usize,
+    /// Workloads left out to fit the ConfigMap (the fewest-pod ones).
+    pub dropped: usize,
+}
+
+/// Wraps a per-pod query so each series carries `namespace/pod` in one label.
+pub fn pod_query(query: &str) -> String {
+    format!(r#"label_join({query}, "{POD_LABEL}", "/", "namespace", "pod")"#)
+}
+
+async fn per_pod(
+    prometheus: &PrometheusClient,
+    query: &str,
+    what: &'static str,
+    now: Timestamp,
+) -> Result<HashMap<String, f64>, UsageError> {
+    match prometheus.query(&pod_query(query), now, POD_LABEL).await {
+        // A series without a trustworthy value (NaN, ±Inf) is left out, as if absent.
+        MetricResult::Series(series) => Ok(series
+            .into_iter()
+            .filter_map(|s| {
+                let (value, _) = s.sample.ok()?;
+                (value.is_finite() && value >= 0.0).then_some((s.identity, value))
+            })
+            .collect()),
+        MetricResult::Failed(reason) => Err(UsageError::Query {
+            what,
+            message: reason.as_str().to_string(),
+        }),
+        MetricResult::PerNode(_) => Err(UsageError::Query {
+            what,
+            message: "not a Prometheus answer".into(),
+        }),
+    }
+}
+
+/// Running pods' workloads and requests, listed page by page.
+pub async fn running_pods(
+    api: &Api<Pod>,
+) -> Result<Vec<(String, WorkloadKey, u64, u64)>, UsageError> {
+    let mut out = Vec::new();
+    let mut params = ListParams::default().fields(RUNNING_PODS).limit(PAGE);
+    loop {
+        let page = api.list(&params).await.map_err(UsageError::List)?;
+        for pod in &page.items {
+            let Some(workload) = WorkloadKey::of(pod) else {
+                continue;
+            };
+            let name = format!(
+                "{}/{}",
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+                pod.metadata.name.as_deref().unwrap_or_default()
+            );
+            let r = pod_requests(pod);
+            out.push((name, workload, r.cpu_millis, r.memory_bytes));
+        }
+        match page.metadata.continue_.filter(|t| !t.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The samples for [`learn`]: each running pod with its usage, where Prometheus has it.
+pub fn samples(
+    pods: &[(String, WorkloadKey, u64, u64)],
+    cpu: &HashMap<String, f64>,
+    memory: &HashMap<String, f64>,
+) -> Vec<PodSample> {
+    pods.iter()
+        .map(|(name, workload, cpu_request, memory_request)| PodSample {
+            workload: workload.clone(),
+            cpu_request_millis: *cpu_request,
+            memory_request_bytes: *memory_request,
+            cpu_cores: cpu.get(name).copied(),
+            memory_bytes: memory.get(name).copied(),
+        })
+        .collect()
+}
+
+/// Drops the workloads measured on the fewest pods until the table fits a ConfigMap.
+pub fn fit(table: &mut UsageTable) -> usize {
+    let mut dropped = 0;
+    // ~80 bytes per entry: estimate first, then trim precisely.
+    while table.to_json().len() > MAX_PUBLISHED_BYTES && !table.workloads.is_empty() {
+        let excess = table.to_json().len() - MAX_PUBLISHED_BYTES;
+        let mut by_pods: Vec<(u32, WorkloadKey)> = table
+            .workloads
+            .iter()
+            .map(|(k, v)| (v.pods, k.clone()))
+            .collect();
+        by_pods.sort();
+        for (_, key) in by_pods.into_iter().take((excess / 80).max(1)) {
+            table.workloads.remove(&key);
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
+/// One learning round: measure, then learn. Publishes nothing.
+pub async fn measure(
+    prometheus: &PrometheusClient,
+    pods_api: &Api<Pod>,
+    usage: &WorkloadUsage,
+    now: Timestamp,
+) -> Result<Learned, UsageError> {
+    let cpu = per_pod(prometheus, &usage.cpu_query, "CPU", now).await?;
+    if cpu.is_empty() {
+        return Err(UsageError::NoSeries);
+    }
+    let memory = match &usage.memory_query {
+        Some(q) => per_pod(prometheus, q, "memory", now).await?,
+        None => HashMap::new(),
+    };
+    let pods = running_pods(pods_api).await?;
+    let samples = samples(&pods, &cpu, &memory);
+    let measured = samples
+        .iter()
+        .filter(|s| s.cpu_cores.is_some() || s.memory_bytes.is_some())
+        .count();
+    let mut table = learn(&samples, now);
+    let dropped = fit(&mut table);
+    Ok(Learned {
+        table,
+        pods: pods.len(),
+        measured,
+        dropped,
+    })
+}
+
+/// Writes the table by server-side apply (creating the ConfigMap the first time).
+pub async fn publish(
+    api: &Api<ConfigMap>,
+    name: &str,
+    table: &UsageTable,
+) -> Result<(), UsageError> {
+    let config_map = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/name": "realload",
+                "app.kubernetes.io/component": "collector",
+                "app.kubernetes.io/managed-by": FIELD_MANAGER,
+            },
+        },
+        "data": BTreeMap::from([(USAGE_KEY, table.to_json())]),
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(&config_map))
+        .await
+        .map(|_| ())
+        .map_err(|source| UsageError::Publish {
+            name: name.to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realload_common::workload::UsageEntry;
+
+    fn key(name: &str) -> WorkloadKey {
+        WorkloadKey {
+            namespace: "ns".into(),
+            kind: "Deployment".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn samples_join_pods_to_their_series_by_namespace_and_name() {
+        let pods = vec![
+            ("ns/a-1".to_string(), key("a"), 1000, 1 << 30),
+            ("ns/a-2".to_string(), key("a"), 1000, 1 << 30),
+        ];
+        let cpu = HashMap::from([("ns/a-1".to_string(), 0.5)]);
+        let s = samples(&pods, &cpu, &HashMap::new());
+        assert_eq!(s[0].cpu_cores, Some(0.5));
+        assert_eq!(s[1].cpu_cores, None);
+        assert_eq!(
+            pod_query("sum by (namespace, pod) (x)"),
+            r#"label_join(sum by (namespace, pod) (x), "realload_pod", "/", "namespace", "pod")"#
+        );
+    }
+
+    #[test]
+    fn a_table_too_large_for_a_config_map_loses_its_least_measured_workloads() {
+        let mut table = UsageTable {
+            updated: Some(Timestamp::UNIX_EPOCH),
+            ..UsageTable::default()
+        };
+        for i in 0..20_000u32 {
+            table.workloads.insert(
+                key(&format!("workload-with-a-longish-name-{i:05}")),
+                UsageEntry {
+                    cpu: Some(0.123),
+                    memory: Some(0.456),
+                    pods: 1 + i % 7,
+                },
+            );
+        }
+        let dropped = fit(&mut table);
+        assert!(dropped > 0);
+        assert!(table.to_json().len() <= MAX_PUBLISHED_BYTES);
+        assert_eq!(table.workloads.len() + dropped, 20_000);
+        let kept_min = table.workloads.values().map(|e| e.pods).min().unwrap();
+        assert!(kept_min > 1, "the one-pod workloads go first");
+        let mut small = UsageTable::default();
+        small.workloads.insert(
+            key("a"),
+            UsageEntry {
+                cpu: Some(1.0),
+                memory: None,
+                pods: 1,
+            },
+        );
+        assert_eq!(fit(&mut small), 0);
+    }
+}
