@@ -666,3 +666,156 @@ async fn a_running_collector_follows_policy_edits_and_keeps_its_policy_on_a_bad_
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A kubelet's cAdvisor endpoint as Prometheus scrapes it: CPU counters growing at fixed rates
+/// (cores) and steady working sets, per container.
+async fn start_cadvisor() -> u16 {
+    let started = std::time::Instant::now();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            let t = started.elapsed().as_secs_f64();
+            let cpu = |ns: &str, pod: &str, container: &str, cores: f64| {
+                format!(
+                    "container_cpu_usage_seconds_total{{namespace=\"{ns}\",pod=\"{pod}\",container=\"{container}\"}} {}\n",
+                    cores * t
+                )
+            };
+            let mut text = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+            text += &cpu("shop", "api-h1-a", "api", 0.3);
+            text += &cpu("shop", "api-h1-b", "api", 0.5);
+            // the pause container and the pod-level cgroup: left out by the default query
+            text += &cpu("shop", "api-h1-b", "POD", 5.0);
+            text += &cpu("shop", "api-h1-a", "", 9.0);
+            text += &cpu("jobs", "bare", "c", 1.0);
+            text += "# TYPE container_memory_working_set_bytes gauge\n";
+            for pod in ["api-h1-a", "api-h1-b"] {
+                text += &format!(
+                    "container_memory_working_set_bytes{{namespace=\"shop\",pod=\"{pod}\",container=\"api\"}} 536870912\n"
+                );
+            }
+            text
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn running_pod(namespace: &str, name: &str, owner: Option<&str>) -> Value {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"pod-template-hash": "h1"}},
+        "spec": {"nodeName": "a", "containers": [{"name": "api", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
+        "status": {"phase": "Running"}});
+    if let Some(rs) = owner {
+        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "name": rs, "uid": "rs-uid", "controller": true}]);
+    }
+    pod
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_usage_is_learned_from_real_prometheus_and_published_in_its_config_map() {
+    let dir = temp_dir("collect", "usage");
+    let cadvisor = start_cadvisor().await;
+    let (_prometheus, prometheus_port) =
+        monitoring::start_prometheus(&dir, &[(cadvisor, Some("kubelet-a"))]);
+    let sim = ApiSim::start().await.unwrap();
+    sim.put(node("a", "10.0.0.1")).unwrap();
+    sim.put(running_pod("shop", "api-h1-a", Some("api-h1")))
+        .unwrap();
+    sim.put(running_pod("shop", "api-h1-b", Some("api-h1")))
+        .unwrap();
+    sim.put(running_pod("jobs", "bare", None)).unwrap();
+    let mut pending = running_pod("shop", "api-h1-c", Some("api-h1"));
+    pending["status"]["phase"] = json!("Pending");
+    sim.put(pending).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, "workloadUsage: {period: 2s, maxAge: 1m}\n").unwrap();
+    let admin = free_port();
+    let _collector = KillOnDrop(
+        Command::new(BIN)
+            .args([
+                "collect",
+                "--prometheus-url",
+                &format!("http://127.0.0.1:{prometheus_port}"),
+                "--policy",
+                policy.to_str().unwrap(),
+                "--identity",
+                "usage-test",
+                "--lease-namespace",
+                "realload-system",
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("REALLOAD_LOG", "info,kube=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("collector.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // the default queries, over a minute of real scrapes (the CPU query's subquery steps fall on
+    // whole minutes): 0.8 cores used of 2 requested
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(150);
+    let table = loop {
+        let published = sim
+            .get(
+                resources::CONFIGMAPS,
+                "realload-system",
+                "realload-workload-usage",
+            )
+            .and_then(|cm| cm["data"]["usage.json"].as_str().map(str::to_string))
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        if let Some(t) = published
+            && let Some(cpu) = t["workloads"]["shop/Deployment/api"]["cpu"].as_f64()
+            && (cpu - 0.4).abs() < 0.02
+        {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no usage table with shop/Deployment/api at 0.4: {:?}; log:\n{}",
+            sim.get(
+                resources::CONFIGMAPS,
+                "realload-system",
+                "realload-workload-usage"
+            ),
+            std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let api = &table["workloads"]["shop/Deployment/api"];
+    assert_eq!(
+        api["pods"], 2,
+        "the pending replica is not measured: {table}"
+    );
+    assert_eq!(api["memory"], 0.5, "512 MiB used of 1 GiB: {table}");
+    assert_eq!(
+        table["workloads"].as_object().unwrap().len(),
+        1,
+        "a pod without a controller is not learned: {table}"
+    );
+    let updated: jiff::Timestamp = table["updated"].as_str().unwrap().parse().unwrap();
+    assert!(jiff::Timestamp::now().duration_since(updated) < jiff::SignedDuration::from_secs(30));
+    let cm = sim
+        .get(
+            resources::CONFIGMAPS,
+            "realload-system",
+            "realload-workload-usage",
+        )
+        .unwrap();
+    assert_eq!(
+        cm["metadata"]["managedFields"][0]["manager"], "realload-collector",
+        "written by server-side apply under the collector's field manager: {cm}"
+    );
+    let metrics = monitoring::scrape(admin).await.unwrap_or_default();
+    assert!(
+        metrics.contains("realload_collector_workload_usage_workloads 1"),
+        "{metrics}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -275,6 +275,89 @@ async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A filter request for a 4-core pod of the Deployment `shop/api`.
+fn api_pod_body(names: &[&str]) -> String {
+    json!({"Pod": {"metadata": {"name": "api-h1-x", "namespace": "shop", "uid": "u-api",
+            "labels": {"pod-template-hash": "h1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-h1", "uid": "rs", "controller": true}]},
+          "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}},
+           "Nodes": null, "NodeNames": names})
+    .to_string()
+}
+
+fn usage_config_map(usage_json: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": "realload-workload-usage", "namespace": "realload-system"},
+           "data": {"usage.json": usage_json}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_usage_arrives_over_its_watch_and_a_broken_table_is_refused() {
+    let sim = ApiSim::start().await.unwrap();
+    sim.put(node("a", 0.50, &now_minus(20))).unwrap();
+    sim.put(node("b", 0.30, &now_minus(20))).unwrap();
+    let dir = temp_dir("serve", "usage");
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let ext = spawn(&["--namespace", "realload-system"], Some(&kubeconfig));
+    wait_ready(&ext, 200).await;
+    let filter = || async {
+        let (status, body) = http(ext.port, "POST", "/filter", &api_pod_body(&["a", "b"]))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["NodeNames"].clone()
+    };
+    // nothing learned: 4 cores × 0.85 / 8 = +0.425 takes "a" (0.50) over the 0.80 filter
+    assert_eq!(filter().await, json!(["b"]));
+
+    // the collector publishes: shop/api uses a fifth of its requests, +0.10 on "a"
+    let learned = format!(
+        r#"{{"updated":"{}","workloads":{{"shop/Deployment/api":{{"cpu":0.2,"pods":3}}}}}}"#,
+        now_minus(60)
+    );
+    sim.put(usage_config_map(&learned)).unwrap();
+    eventually("the learned share lets the pod onto a", || async {
+        filter().await == json!(["a", "b"])
+    })
+    .await;
+    let (_, debug) = http(ext.admin, "GET", "/debug/nodes", "").await.unwrap();
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    assert_eq!(debug["workloadUsage"]["workloads"], 1, "{debug}");
+    assert_eq!(debug["workloadUsage"]["current"], true);
+
+    // a hand edit that breaks the table is refused, named in the log, and the table stays
+    sim.modify(resources::CONFIGMAPS, "realload-system", "realload-workload-usage", |cm| {
+        cm["data"]["usage.json"] =
+            json!(r#"{"updated":"2026-12-01T00:00:00Z","workloads":{"shop/api":{"cpu":0.2,"pods":1}}}"#);
+    })
+    .unwrap();
+    eventually("the refusal is counted", || async {
+        let (_, metrics) = http(ext.admin, "GET", "/metrics", "").await.unwrap();
+        metrics.contains("realload_extender_workload_usage_loads_total{result=\"refused\"} 1")
+    })
+    .await;
+    assert_eq!(filter().await, json!(["a", "b"]));
+    let log = std::fs::read_to_string(&ext.log).unwrap_or_default();
+    assert!(
+        log.contains("workloads.\\\"shop/api\\\": not namespace/Kind/name")
+            || log.contains("workloads.\"shop/api\": not namespace/Kind/name"),
+        "{log}"
+    );
+
+    // the ConfigMap is deleted: the factors apply again
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(sim.client(), "realload-system");
+    api.delete("realload-workload-usage", &Default::default())
+        .await
+        .unwrap();
+    eventually("the factors apply again", || async {
+        filter().await == json!(["b"])
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mode_binds_through_the_api_and_counts_the_pod_at_once() {
     let sim = ApiSim::start().await.unwrap();

@@ -205,8 +205,10 @@ pub mod defaults {
     pub const MEMORY_FACTOR: f64 = 0.70;
     pub const DEADBAND: f64 = 0.02;
     pub const USAGE_CONFIG_MAP: &str = "realload-workload-usage";
-    /// Mean CPU (cores) per pod over the last hour: a counter's rate over a window is its mean.
-    pub const USAGE_CPU_QUERY: &str = r#"sum by (namespace, pod) (rate(container_cpu_usage_seconds_total{container!="", container!="POD"}[1h]))"#;
+    /// Mean CPU (cores) per pod over the last hour, or its life if shorter: the mean of
+    /// per-minute instant rates. (`rate(...[1h])` divides by the whole hour, so it would count
+    /// a pod started ten minutes ago at a sixth of its use.)
+    pub const USAGE_CPU_QUERY: &str = r#"sum by (namespace, pod) (avg_over_time(irate(container_cpu_usage_seconds_total{container!="", container!="POD"}[5m])[1h:1m]))"#;
     pub const USAGE_MEMORY_QUERY: &str = r#"sum by (namespace, pod) (avg_over_time(container_memory_working_set_bytes{container!="", container!="POD"}[1h]))"#;
     pub const USAGE_PERIOD: &str = "5m";
     pub const USAGE_MAX_AGE: &str = "30m";

@@ -122,16 +122,26 @@ impl Pki {
     }
 }
 
-/// A Prometheus HTTP API that answers every instant query with the same samples: (`instance`
-/// label, sample time in seconds, value as Prometheus writes it). Returns its port.
+/// A Prometheus HTTP API that answers every node query with the same samples: (`instance`
+/// label, sample time in seconds, value as Prometheus writes it), and the collector's per-pod
+/// usage queries with one pod's series. Returns its port.
 pub async fn scripted_prometheus(samples: Vec<(String, f64, String)>) -> u16 {
+    use axum::extract::Query;
     use axum::routing::get;
-    let body = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result":
+    let nodes = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result":
         samples.iter().map(|(instance, at, value)| serde_json::json!({"metric": {"instance": instance}, "value": [at, value]})).collect::<Vec<_>>()}});
+    // The collector's per-pod usage queries (joined into `realload_pod`) get one pod's series,
+    // so that a usage table is learned and published.
+    let at = samples.first().map_or(0.0, |(_, at, _)| *at);
+    let pods = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result":
+        [{"metric": {"realload_pod": "scripted/pod"}, "value": [at, "0.1"]}]}});
     let app = axum::Router::new().route(
         "/api/v1/query",
-        get(move || {
-            let body = body.clone();
+        get(move |Query(q): Query<Vec<(String, String)>>| {
+            let per_pod = q
+                .iter()
+                .any(|(k, v)| k == "query" && v.contains("realload_pod"));
+            let body = if per_pod { pods.clone() } else { nodes.clone() };
             async move { axum::Json(body) }
         }),
     );

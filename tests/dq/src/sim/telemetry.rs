@@ -18,9 +18,9 @@ impl Sim<'_> {
     }
 
     /// realload's collector learning usage (`workloadUsage`), with the product's own
-    /// [`learn`]: every running pod older than a minute sampled as Prometheus' 1-hour rate
-    /// would see it (its mean usage since it started, at most an hour back), every `period`;
-    /// nothing is published while Prometheus is down.
+    /// [`learn`]: every running pod older than a minute measured as the default `cpuQuery`
+    /// sees it (the mean of per-minute rates since it started, at most an hour back), every
+    /// `period`; nothing is published while Prometheus is down.
     pub(super) fn learn_usage(&mut self) {
         let usage = &self.policy.workload_usage;
         let period = usage.period.as_secs().max(1);
