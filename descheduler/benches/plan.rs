@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
     let node_requests = requests_by_node(&snap.pods);
     let whitelist = Whitelist::default();
     let last = BTreeMap::new();
+    let usage = realload_common::workload::UsageTable::default();
     let inputs = Inputs {
         policy: &policy,
         whitelist: &whitelist,
@@ -60,6 +61,7 @@ fn bench(c: &mut Criterion) {
         stateful_sets: &snap.stateful_sets,
         pdbs: &snap.pod_disruption_budgets,
         last_evictions: &last,
+        usage: &usage,
     };
     let p = plan::plan(&inputs);
     println!(
@@ -84,6 +86,7 @@ fn bench(c: &mut Criterion) {
                     "realload-system/realload-whitelist",
                     false,
                     "realload-system/realload-descheduler-state",
+                    "realload-system",
                     now,
                 )
                 .unwrap(),

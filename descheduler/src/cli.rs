@@ -37,4 +37,8 @@ pub struct Cli {
         default_value = "realload-system/realload-descheduler-state"
     )]
     pub state_configmap: String,
+    /// realload's namespace: the learned workload usage ConfigMap (`workloadUsage.configMap`)
+    /// is read there.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "realload-system")]
+    pub namespace: String,
 }

@@ -14,6 +14,7 @@ use realload_common::objects::{NodeView, Requests, pod_requests};
 use realload_common::policy::Policy;
 use realload_common::snapshot::Snapshot;
 use realload_common::whitelist::Whitelist;
+use realload_common::workload::{USAGE_KEY, UsageTable, UsageTableError};
 use tracing::{info, warn};
 
 use crate::error::RunError;
@@ -57,6 +58,27 @@ pub fn whitelist_from(
     }
 }
 
+/// The learned usage table from its ConfigMap. It only refines which pod relieves a node most
+/// and by how much, so a missing or broken table is no reason to stop: the run counts pods at
+/// their requests, as before, and says why.
+pub fn usage_from(cm: Option<&ConfigMap>, reference: &str) -> UsageTable {
+    let Some(cm) = cm else {
+        return UsageTable::default();
+    };
+    let text = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(USAGE_KEY))
+        .ok_or(UsageTableError::Missing);
+    match text.and_then(|t| UsageTable::parse(t)) {
+        Ok(table) => table,
+        Err(e) => {
+            warn!(configmap = reference, error = %e, "workload usage table refused; pods are counted at their requests");
+            UsageTable::default()
+        }
+    }
+}
+
 /// Requests already placed on each node, from the pods bound to it.
 pub fn requests_by_node<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> HashMap<String, Requests> {
     let mut out: HashMap<String, Requests> = HashMap::new();
@@ -81,8 +103,14 @@ pub fn plan_snapshot(
     whitelist_ref: &str,
     allow_missing: bool,
     state_ref: &str,
+    namespace: &str,
     now: Timestamp,
 ) -> Result<Plan, RunError> {
+    let usage_name = &policy.workload_usage.config_map;
+    let usage = usage_from(
+        snapshot.config_map(namespace, usage_name),
+        &format!("{namespace}/{usage_name}"),
+    );
     let (wl_ns, wl_name) = split_ref("--whitelist-configmap", whitelist_ref)?;
     let whitelist = whitelist_from(
         snapshot.config_map(&wl_ns, &wl_name),
@@ -125,6 +153,7 @@ pub fn plan_snapshot(
         stateful_sets: &snapshot.stateful_sets,
         pdbs: &snapshot.pod_disruption_budgets,
         last_evictions: &last,
+        usage: &usage,
     }))
 }
 
@@ -200,6 +229,8 @@ pub struct LiveArgs<'a> {
     pub whitelist_ref: &'a str,
     pub allow_missing: bool,
     pub state_ref: &'a str,
+    /// realload's namespace: where the learned usage ConfigMap is read.
+    pub namespace: &'a str,
     pub dry_run: bool,
     pub now: Timestamp,
 }
@@ -225,6 +256,20 @@ pub async fn plan_live(
         });
     }
     let last = read_state(state_cm.as_ref());
+    let usage = if policy.workload_usage.enabled {
+        let name = &policy.workload_usage.config_map;
+        let reference = format!("{}/{name}", args.namespace);
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), args.namespace);
+        match api.get_opt(name).await {
+            Ok(cm) => usage_from(cm.as_ref(), &reference),
+            Err(e) => {
+                warn!(configmap = %reference, error = %e, "workload usage unreadable; pods are counted at their requests");
+                UsageTable::default()
+            }
+        }
+    } else {
+        UsageTable::default()
+    };
 
     let nodes_api: Api<Node> = Api::all(client.clone());
     let views: Vec<NodeView> =
@@ -352,6 +397,7 @@ pub async fn plan_live(
         stateful_sets: &stateful_sets,
         pdbs: &pdbs,
         last_evictions: &last,
+        usage: &usage,
     }))
 }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use realload_common::objects::{NodeView, Requests, pod_requests};
 use realload_common::policy::{DESTINATION_METRIC, Policy};
 use realload_common::whitelist::Whitelist;
+use realload_common::workload::{UsageTable, WorkloadKey as UsageKey};
 use serde::Serialize;
 
 /// The annotation that opts a pod out of eviction.
@@ -47,6 +48,31 @@ pub struct Inputs<'a> {
     pub pdbs: &'a [PodDisruptionBudget],
     /// When each workload last lost a pod to realload (persisted across runs).
     pub last_evictions: &'a BTreeMap<WorkloadKey, Timestamp>,
+    /// The learned per-workload usage (empty when none was published).
+    pub usage: &'a UsageTable,
+}
+
+/// The CPU a pod is expected to use, and so to take off its node and add to its destination.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExpectedCpu {
+    pub millis: u64,
+    /// The learned share of its request, when the table knows its workload.
+    pub learned_share: Option<f64>,
+}
+
+/// Its request × its workload's learned share while the table is current, else its full
+/// request (the descheduler's rule before learning).
+pub fn expected_cpu(inputs: &Inputs<'_>, pod: &Pod, requests: Requests) -> ExpectedCpu {
+    let usage = &inputs.policy.workload_usage;
+    let learned = (usage.enabled && inputs.usage.is_current(inputs.now, usage.max_age))
+        .then(|| inputs.usage.ratios(&UsageKey::of(pod)?)?.cpu)
+        .flatten();
+    ExpectedCpu {
+        millis: learned.map_or(requests.cpu_millis, |share| {
+            (requests.cpu_millis as f64 * share).round() as u64
+        }),
+        learned_share: learned,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -127,7 +153,8 @@ struct Destination<'a> {
     used: Requests,
 }
 
-/// Builds the plan: hottest node first; on a node, largest CPU request first, then youngest.
+/// Builds the plan: hottest node first; on a node, the pod expected to use the most CPU first
+/// ([`expected_cpu`]: learned usage where known, else the request), then youngest.
 pub fn plan(inputs: &Inputs<'_>) -> Plan {
     let policy = inputs.policy;
     let d = &policy.descheduler;
@@ -163,25 +190,29 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
 
     let mut evicted_workloads: Vec<WorkloadKey> = Vec::new();
     for (node, reading) in &hot {
-        let mut on_node: Vec<(&Pod, Requests)> = inputs
+        let mut on_node: Vec<(&Pod, Requests, ExpectedCpu)> = inputs
             .candidates
             .iter()
             .filter(|p| {
                 p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.name.as_str())
             })
-            .map(|p| (p, pod_requests(p)))
+            .map(|p| {
+                let requests = pod_requests(p);
+                (p, requests, expected_cpu(inputs, p, requests))
+            })
             .collect();
-        // largest CPU request first, then youngest first
-        on_node.sort_by(|(a, ra), (b, rb)| {
-            rb.cpu_millis
-                .cmp(&ra.cpu_millis)
+        // most expected CPU first (it relieves the node most), then youngest first
+        on_node.sort_by(|(a, _, ea), (b, _, eb)| {
+            eb.millis
+                .cmp(&ea.millis)
                 .then_with(|| pod_age_start(b).cmp(&pod_age_start(a)))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
         let node_whitelisted = inputs.whitelist.nodes.matching_entry(&node.name);
         let mut projected = *reading;
         let mut evicted_here = 0u32;
-        for (pod, requests) in on_node {
+        for (pod, requests, expected_cpu) in on_node {
+            let (expected, learned) = (expected_cpu.millis, expected_cpu.learned_share);
             let skip = |reason: String| Skipped {
                 namespace: pod.metadata.namespace.clone().unwrap_or_default(),
                 pod: pod.metadata.name.clone().unwrap_or_default(),
@@ -246,7 +277,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 let share = if alloc.cpu_millis == 0 {
                     f64::INFINITY
                 } else {
-                    requests.cpu_millis as f64 / alloc.cpu_millis as f64
+                    expected as f64 / alloc.cpu_millis as f64
                 };
                 hard_taints_ok
                     && room
@@ -261,11 +292,18 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 continue;
             };
             let alloc_cpu = target.view.allocatable.cpu_millis.max(1) as f64;
-            target.load += requests.cpu_millis as f64 / alloc_cpu;
+            target.load += expected as f64 / alloc_cpu;
             target.used.cpu_millis += requests.cpu_millis;
             target.used.memory_bytes += requests.memory_bytes;
             let node_cpu = node.allocatable.cpu_millis.max(1) as f64;
-            projected -= requests.cpu_millis as f64 / node_cpu;
+            projected -= expected as f64 / node_cpu;
+            let moved = match learned {
+                Some(share) => format!(
+                    "{expected}m CPU (learned: {share:.2} of its {}m request)",
+                    requests.cpu_millis
+                ),
+                None => format!("{}m CPU", requests.cpu_millis),
+            };
             evicted_here += 1;
             evicted_workloads.push(workload.clone());
             out.evictions.push(PlannedEviction {
@@ -274,12 +312,11 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
                 node: node.name.clone(),
                 workload: workload.to_string(),
                 reason: format!(
-                    "{} {} {:.2} >= hotAbove {:.2}; {}m CPU can move to {} ({} {:.2})",
+                    "{} {} {:.2} >= hotAbove {:.2}; {moved} can move to {} ({} {:.2})",
                     node.name,
                     d.hot_metric,
                     reading,
                     d.hot_above,
-                    requests.cpu_millis,
                     target.view.name,
                     DESTINATION_METRIC,
                     target.load

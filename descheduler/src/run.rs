@@ -46,6 +46,7 @@ async fn descheduler(cli: &Cli) -> Result<(Report, u8), RunError> {
             &cli.whitelist_configmap,
             cli.allow_missing_whitelist,
             &cli.state_configmap,
+            &cli.namespace,
             now,
         )?;
         return Ok((Report::from_plan(plan, true), EXIT_OK));
@@ -55,6 +56,7 @@ async fn descheduler(cli: &Cli) -> Result<(Report, u8), RunError> {
         whitelist_ref: &cli.whitelist_configmap,
         allow_missing: cli.allow_missing_whitelist,
         state_ref: &cli.state_configmap,
+        namespace: &cli.namespace,
         dry_run: cli.dry_run,
         now,
     };

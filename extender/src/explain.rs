@@ -455,10 +455,21 @@ pub async fn run(args: &ExplainArgs, shutdown: CancellationToken) -> anyhow::Res
         _ = shutdown.cancelled() => bail!("interrupted"),
         r = tokio::time::timeout(Duration::from_secs(60), state.index.wait_synced()) => r,
     };
-    watches.cancel();
     if synced.is_err() {
+        watches.cancel();
         bail!("the node and pod watches did not sync within 60s");
     }
+    if running.client.is_some() && policy.workload_usage.enabled {
+        // The learned usage too, so the pod is counted as `serve` would count it.
+        let mut listed = state.usage_listed.subscribe();
+        let waited = tokio::time::timeout(Duration::from_secs(10), listed.wait_for(|l| *l)).await;
+        if waited.is_err() {
+            tracing::warn!(
+                "the workload usage ConfigMap could not be read within 10s; pods are counted at the hot-spot factors"
+            );
+        }
+    }
+    watches.cancel();
     let explanation = explain(&state, &pod);
     let text = match args.output {
         OutputFormat::Table => render_table(&explanation, &policy),

@@ -40,6 +40,8 @@ pub struct State {
     draining: AtomicBool,
     /// Set when a background task died: readiness stays false until the process restarts.
     broken: AtomicBool,
+    /// True once the usage ConfigMap's watch has listed (whether or not it exists).
+    pub usage_listed: tokio::sync::watch::Sender<bool>,
 }
 
 /// The key a pod is remembered under between calls: its uid, else namespace/name.
@@ -65,6 +67,7 @@ impl State {
             metrics,
             draining: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            usage_listed: tokio::sync::watch::Sender::new(false),
         }
     }
 

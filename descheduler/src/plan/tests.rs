@@ -18,6 +18,7 @@ struct Case {
     pdbs: Vec<Value>,
     node_requests: HashMap<String, Requests>,
     last: BTreeMap<WorkloadKey, Timestamp>,
+    usage: realload_common::workload::UsageTable,
 }
 
 fn node(name: &str, sustained: f64, avg: f64) -> Value {
@@ -30,7 +31,7 @@ fn node(name: &str, sustained: f64, avg: f64) -> Value {
 }
 
 fn pod(name: &str, workload: &str, node: &str, cpu: &str, started: &str) -> Value {
-    json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": workload}, "creationTimestamp": started,
+    json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": workload, "pod-template-hash": "rs"}, "creationTimestamp": started,
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{workload}-rs"), "uid": "u", "controller": true}]},
            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]},
            "status": {"phase": "Running", "startTime": started, "conditions": [{"type": "Ready", "status": "True"}]}})
@@ -59,6 +60,7 @@ fn base() -> Case {
         pdbs: vec![],
         node_requests: [("cool".to_string(), Requests::default())].into(),
         last: BTreeMap::new(),
+        usage: Default::default(),
     }
 }
 
@@ -90,6 +92,7 @@ fn run(c: &Case) -> Plan {
         stateful_sets: &sts,
         pdbs: &pdbs,
         last_evictions: &c.last,
+        usage: &c.usage,
     })
 }
 
@@ -505,6 +508,60 @@ fn largest_request_first_then_youngest() {
             .iter()
             .any(|s| s.pod == "big-old" && s.reason.contains("maxEvictionsPerNode"))
     );
+}
+
+#[test]
+fn with_learned_usage_the_pod_that_relieves_the_node_most_goes_first() {
+    use realload_common::workload::{UsageEntry, UsageTable, WorkloadKey as Key};
+    let mut c = base();
+    workload_pods(
+        &mut c,
+        &[
+            ("idle-big", "idle", "4", "2026-11-22T00:00:00Z"),
+            ("busy-small", "busy", "2", "2026-11-22T00:00:00Z"),
+        ],
+    );
+    assert_eq!(
+        run(&c).evictions[0].pod,
+        "idle-big",
+        "by request, without a table"
+    );
+    let entry = |cpu| UsageEntry {
+        cpu: Some(cpu),
+        memory: None,
+        pods: 3,
+    };
+    let key = |name: &str| Key {
+        namespace: "shop".into(),
+        kind: "Deployment".into(),
+        name: name.into(),
+    };
+    c.usage = UsageTable {
+        updated: Some("2026-11-22T01:00:00Z".parse().unwrap()),
+        workloads: [(key("idle"), entry(0.2)), (key("busy"), entry(1.5))].into(),
+    };
+    // 4 cores × 0.2 = 800m against 2 cores × 1.5 = 3000m
+    let p = run(&c);
+    assert_eq!(p.evictions[0].pod, "busy-small", "{p:?}");
+    assert!(
+        p.evictions[0].reason.contains(
+            "3000m CPU (learned: 1.50 of its 2000m request) can move to cool (cpu-avg-5m 0.39)"
+        ),
+        "the destination is checked on the predicted load: {}",
+        p.evictions[0].reason
+    );
+    // a destination that the learned usage would overheat is not one
+    c.nodes[1] = node("cool", 0.10, 0.45);
+    let p = run(&c);
+    assert_eq!(
+        p.evictions.first().map(|e| e.pod.as_str()),
+        Some("idle-big"),
+        "0.45 + 3000m/16 cores = 0.64 is over coolBelow 0.60; 0.45 + 0.05 is not: {p:?}"
+    );
+    // an old table (past workloadUsage.maxAge) is not used
+    c.nodes[1] = node("cool", 0.10, 0.20);
+    c.usage.updated = Some("2026-11-22T00:00:00Z".parse().unwrap());
+    assert_eq!(run(&c).evictions[0].pod, "idle-big");
 }
 
 #[test]

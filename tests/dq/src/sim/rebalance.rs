@@ -67,6 +67,23 @@ impl Sim<'_> {
             .collect();
         let (replica_sets, deployments) = self.owner_objects();
         let whitelist = realload_common::whitelist::Whitelist::default();
+        // what realload counts each workload at now (learned, the oracle, or nothing)
+        let mut usage = realload_common::workload::UsageTable {
+            updated: Some(now),
+            ..Default::default()
+        };
+        for w in 0..self.scenario.workloads.len() {
+            if let Some(r) = self.learned(w) {
+                usage.workloads.insert(
+                    self.workload_key(w),
+                    realload_common::workload::UsageEntry {
+                        cpu: r.cpu,
+                        memory: r.memory,
+                        pods: 1,
+                    },
+                );
+            }
+        }
         let plan = realload_descheduler::plan::plan(&realload_descheduler::plan::Inputs {
             policy: &self.policy,
             whitelist: &whitelist,
@@ -79,6 +96,7 @@ impl Sim<'_> {
             stateful_sets: &[],
             pdbs: &[],
             last_evictions: &self.realload.last_evictions,
+            usage: &usage,
         });
         for e in plan.evictions {
             if let Some(id) = e
@@ -93,6 +111,16 @@ impl Sim<'_> {
         }
     }
 
+    /// A workload as realload names it: its pods' ReplicaSet `<name>-rs` folds into the
+    /// Deployment.
+    pub(super) fn workload_key(&self, w: usize) -> realload_common::workload::WorkloadKey {
+        realload_common::workload::WorkloadKey {
+            namespace: "sim".into(),
+            kind: "Deployment".into(),
+            name: self.scenario.workloads[w].name.clone(),
+        }
+    }
+
     pub(super) fn pod_object(&self, id: usize) -> k8s_openapi::api::core::v1::Pod {
         let p = &self.pods[id];
         let w = &self.scenario.workloads[p.workload];
@@ -100,7 +128,7 @@ impl Sim<'_> {
         let started = ts(p.started()).to_string();
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("p{id}"), "namespace": "sim", "uid": format!("p{id}"),
-                         "labels": {"app": w.name},
+                         "labels": {"app": w.name, "pod-template-hash": "rs"},
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{}-rs", w.name), "uid": "u", "controller": true}]},
             "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {
                 "cpu": format!("{}m", w.cpu_request_m), "memory": format!("{}Mi", w.mem_request_mi)}}}]},

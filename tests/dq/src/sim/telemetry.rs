@@ -2,7 +2,7 @@
 //! writing annotations, crane's annotator, the extender's watch lag.
 
 use super::*;
-use realload_common::workload::{PodSample, WorkloadKey, learn};
+use realload_common::workload::{PodSample, learn};
 
 impl Sim<'_> {
     pub(super) fn answer(&self, n: usize, metric: &str) -> Option<Answer> {
@@ -27,11 +27,7 @@ impl Sim<'_> {
         if !usage.enabled || self.t.rem_euclid(period) != 0 || self.scenario.outage(self.t) {
             return;
         }
-        let key = |w: usize| WorkloadKey {
-            namespace: "dq".into(),
-            kind: "Deployment".into(),
-            name: self.scenario.workloads[w].name.clone(),
-        };
+        let key = |w: usize| self.workload_key(w);
         let phase = self.scenario.cycle_phase;
         let mut samples = Vec::new();
         for pods in &self.on_node {
