@@ -254,3 +254,109 @@ fn a_reader_that_closes_the_pipe_early_gets_a_quiet_exit_0() {
         );
     }
 }
+
+/// The example cluster plus a learned usage table (measured at `updated`), and a 4-core pod of
+/// the Deployment `shop/web`.
+fn with_usage_table(updated: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "realload-explain-usage-{}-{}",
+        std::process::id(),
+        updated.replace(':', "")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cluster: Value =
+        serde_json::from_str(&std::fs::read_to_string(SNAPSHOT).unwrap()).unwrap();
+    let table = format!(
+        r#"{{"updated":"{updated}","workloads":{{"shop/Deployment/web":{{"cpu":0.25,"memory":0.5,"pods":4}}}}}}"#
+    );
+    cluster["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "realload-workload-usage", "namespace": "realload-system"},
+        "data": {"usage.json": table}}));
+    let snapshot = dir.join("cluster.json");
+    std::fs::write(&snapshot, cluster.to_string()).unwrap();
+    let pod = dir.join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-6d4f8b9c7-new\n  namespace: shop\n  labels: {app: web, pod-template-hash: 6d4f8b9c7}\n  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-6d4f8b9c7, uid: u, controller: true}]\nspec:\n  containers: [{name: web, resources: {requests: {cpu: \"4\", memory: 2Gi}}}]\n",
+    )
+    .unwrap();
+    (snapshot, pod)
+}
+
+#[test]
+fn the_learned_usage_of_the_pods_workload_is_shown_and_used() {
+    let (snapshot, pod) = with_usage_table("2026-11-22T01:00:00Z");
+    let args = |output: &'static str| {
+        vec![
+            "explain".to_string(),
+            "--snapshot".into(),
+            snapshot.to_str().unwrap().into(),
+            "--pod".into(),
+            pod.to_str().unwrap().into(),
+            "--now".into(),
+            NOW.into(),
+            "--output".into(),
+            output.into(),
+        ]
+    };
+    let json_args = args("json");
+    let (code, stdout, stderr) = run(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{stderr}");
+    let e: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(e["workload"], "shop/Deployment/web");
+    assert_eq!(e["expectedUsage"]["cpuShare"], 0.25);
+    assert_eq!(e["expectedUsage"]["cpuLearned"], true);
+    assert_eq!(e["expectedUsage"]["memoryShare"], 0.5);
+    assert_eq!(e["learnedFrom"]["pods"], 4);
+    // the pod's own share on a node is its learned usage: 4 cores × 0.25 of node-a's 8
+    let a = row(&e, "node-a");
+    assert!((a["podCpu"].as_f64().unwrap() - 0.125).abs() < 1e-9, "{a}");
+    let table_args = args("table");
+    let (_, table, _) = run(&table_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        table.contains("counted at 0.25 of its CPU request (learned) and 0.50 of its memory request (learned); workload shop/Deployment/web measured on 4 pod(s) at 2026-11-22T01:00:00Z"),
+        "{table}"
+    );
+
+    // the same pod without a current table: the factors, and why
+    let (old_snapshot, pod) = with_usage_table("2026-11-21T01:00:00Z");
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        old_snapshot.to_str().unwrap(),
+        "--pod",
+        pod.to_str().unwrap(),
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("counted at 0.85 of its CPU request (hotspot.cpuFactor) and 0.70 of its memory request (hotspot.memoryFactor); nothing learned for workload shop/Deployment/web"),
+        "a table older than workloadUsage.maxAge is not used: {stdout}"
+    );
+    let factors: Value = serde_json::from_str(
+        &run(&[
+            "explain",
+            "--snapshot",
+            old_snapshot.to_str().unwrap(),
+            "--pod",
+            pod.to_str().unwrap(),
+            "--now",
+            NOW,
+            "--output",
+            "json",
+        ])
+        .1,
+    )
+    .unwrap();
+    let learned_share = row(&e, "node-a")["podCpu"].as_f64().unwrap();
+    let factor_share = row(&factors, "node-a")["podCpu"].as_f64().unwrap();
+    assert!(
+        (factor_share / learned_share - 0.85 / 0.25).abs() < 1e-9,
+        "{factor_share} {learned_share}"
+    );
+}
