@@ -370,6 +370,15 @@ async fn the_node_heat_page_shows_every_node_and_its_reading_quality_in_chromium
         .await;
     assert_eq!(ranked.as_array().unwrap().len(), 8, "{ranked}");
     assert_eq!(ranked[0], "node-a", "{ranked}");
+    // how the pod is counted: the what-if pod has no controller, so the factors
+    let usage = browser
+        .script("return document.getElementById('whatif-usage').textContent")
+        .await;
+    assert_eq!(
+        usage.as_str().unwrap(),
+        "counted at 0.85 of its CPU request (hotspot.cpuFactor) and 0.70 of its memory request (hotspot.memoryFactor); no controller, so no workload to learn from",
+        "{usage}"
+    );
     // a manifest that is not a Pod: the page says what is wrong
     browser
         .script("document.getElementById('pod').value = 'kind: Deployment\\nmetadata: {name: x}'; return null")

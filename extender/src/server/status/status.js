@@ -212,6 +212,23 @@ async function rank() {
       ),
     );
     const extra = [];
+    const u = body.expectedUsage;
+    if (u) {
+      const source = (learned, factor) => (learned ? "learned" : `hotspot.${factor}`);
+      const from = body.learnedFrom
+        ? `; workload ${body.workload} measured on ${body.learnedFrom.pods} pod(s) at ${body.learnedFrom.updated}`
+        : body.workload
+          ? `; nothing learned for workload ${body.workload}`
+          : "; no controller, so no workload to learn from";
+      extra.push(
+        el(
+          "p",
+          { id: "whatif-usage" },
+          `counted at ${u.cpuShare.toFixed(2)} of its CPU request (${source(u.cpuLearned, "cpuFactor")}) and ` +
+            `${u.memoryShare.toFixed(2)} of its memory request (${source(u.memoryLearned, "memoryFactor")})${from}`,
+        ),
+      );
+    }
     if (body.neutralReason) extra.push(el("p", { class: "warning" }, `load-awareness off: ${body.neutralReason}`));
     if (body.warning) extra.push(el("p", { class: "warning" }, body.warning));
     out.replaceChildren(...extra, el("table", { class: "rank", id: "whatif-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
