@@ -573,3 +573,90 @@ async fn the_second_scheduler_overlay_loads_and_schedules_its_pods() {
     );
     objects::cleanup(&client, &ns, &group).await;
 }
+
+/// The learned usage table on a real API server: the extender watches its one ConfigMap (a
+/// field selector on the name), uses it at once, and goes back to the factors when it is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes control plane: tests/run.sh"]
+async fn learned_usage_from_its_config_map_changes_what_passes() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use serde_json::{Value, json};
+    let nodes = [
+        FakeNode::new("a").cpu("8").readings(fresh(0.50)),
+        FakeNode::new("b").cpu("8").readings(fresh(0.30)),
+    ];
+    let (client, ns, group) = group_with("usage", &nodes).await;
+    let c = cluster();
+    // its own ConfigMap, in the test's namespace: the collector tests publish the default one in
+    // this shared cluster
+    let config_map = format!("{group}-usage");
+    let policy = c.dir.join(format!("{group}-policy.yaml"));
+    std::fs::write(
+        &policy,
+        format!("workloadUsage: {{configMap: {config_map}}}\n"),
+    )
+    .unwrap();
+    let ext = Extender::start(
+        c,
+        &c.kubeconfig,
+        None,
+        &["--policy", policy.to_str().unwrap(), "--namespace", &ns],
+    );
+    ext.wait_ready().await;
+    let (a, b) = (format!("{group}-a"), format!("{group}-b"));
+    // a 4-core replica of the Deployment `api` in the test's namespace
+    let body = json!({"Pod": {"metadata": {"name": "api-h1-x", "namespace": ns, "uid": format!("{group}-uid"),
+            "labels": {"pod-template-hash": "h1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "api-h1", "uid": "rs", "controller": true}]},
+          "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}},
+        "Nodes": null, "NodeNames": [a, b]})
+    .to_string();
+    let passing = || async {
+        let (status, answer) =
+            realload_e2e::procs::http(ext.port, "POST", "/scheduler/filter", &body)
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{answer}");
+        serde_json::from_str::<Value>(&answer).unwrap()["NodeNames"].clone()
+    };
+    // requests × 0.85: 4 cores add 0.425 to an 8-core node, so "a" (0.50) goes over 0.80
+    assert_eq!(passing().await, json!([b]), "{}", ext.log_text());
+
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let table = json!({"updated": jiff::Timestamp::now().to_string(),
+        "workloads": {format!("{ns}/Deployment/api"): {"cpu": 0.2, "pods": 3}}});
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": config_map},
+        "data": {"usage.json": table.to_string()}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while passing().await != json!([a, b]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the learned share (4 cores × 0.2 = +0.10) never let the pod onto a: {}",
+            ext.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, debug) = realload_e2e::procs::http(ext.admin, "GET", "/debug/nodes", "")
+        .await
+        .unwrap();
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    assert_eq!(debug["workloadUsage"]["workloads"], 1, "{debug}");
+    assert_eq!(debug["workloadUsage"]["current"], true, "{debug}");
+
+    cms.delete(&config_map, &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while passing().await != json!([b]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the factors never applied again after the ConfigMap was deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(ext);
+    objects::cleanup(&client, &ns, &group).await;
+}
