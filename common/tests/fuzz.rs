@@ -49,8 +49,24 @@ const SNAPSHOT: &str = r#"{"apiVersion":"v1","kind":"List","items":[
 {"apiVersion":"v1","kind":"Node","metadata":{"name":"n1","annotations":{"realload.io/cpu-avg-5m":"0.5000,2026-11-22T01:04:00Z"}},"status":{"allocatable":{"cpu":"8","memory":"32Gi"}}},
 {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d"},"spec":{"nodeName":"n1","containers":[{"name":"c","resources":{"requests":{"cpu":"2"}}}]}}]}"#;
 
+const USAGE_TABLE: &str = r#"{"updated":"2026-12-01T12:00:00Z","workloads":{"shop/Deployment/api":{"cpu":0.35,"memory":0.61,"pods":3},"db/StatefulSet/pg":{"cpu":1.2,"pods":2}}}"#;
+
 proptest! {
     #![proptest_config(config())]
+
+    /// The learned usage table: a ConfigMap anyone with edit rights may change by hand.
+    #[test]
+    fn usage_tables(text in prop_oneof![any::<String>(), mutated(USAGE_TABLE)]) {
+        if let Ok(table) = realload_common::workload::UsageTable::parse(&text) {
+            // whatever it accepted holds only shares a node's estimate can use
+            for key in table.workloads.keys() {
+                let r = table.ratios(key).unwrap();
+                for share in [r.cpu, r.memory].into_iter().flatten() {
+                    prop_assert!(share.is_finite() && share > 0.0);
+                }
+            }
+        }
+    }
 
     #[test]
     fn policy_files(text in prop_oneof![any::<String>(), mutated(POLICY)]) {
