@@ -719,8 +719,14 @@ fn running_pod(namespace: &str, name: &str, owner: Option<&str>) -> Value {
 async fn workload_usage_is_learned_from_real_prometheus_and_published_in_its_config_map() {
     let dir = temp_dir("collect", "usage");
     let cadvisor = start_cadvisor().await;
-    let (_prometheus, prometheus_port) =
-        monitoring::start_prometheus(&dir, &[(cadvisor, Some("kubelet-a"))]);
+    // scraped twice, as when two jobs scrape the kubelets' cAdvisor: counted once
+    let (_prometheus, prometheus_port) = monitoring::start_prometheus(
+        &dir,
+        &[
+            (cadvisor, Some("kubelet-a")),
+            (cadvisor, Some("cadvisor-a")),
+        ],
+    );
     let sim = ApiSim::start().await.unwrap();
     sim.put(node("a", "10.0.0.1")).unwrap();
     sim.put(running_pod("shop", "api-h1-a", Some("api-h1")))

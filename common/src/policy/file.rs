@@ -207,9 +207,11 @@ pub mod defaults {
     pub const USAGE_CONFIG_MAP: &str = "realload-workload-usage";
     /// Mean CPU (cores) per pod over the last hour, or its life if shorter: the mean of
     /// per-minute instant rates. (`rate(...[1h])` divides by the whole hour, so it would count
-    /// a pod started ten minutes ago at a sixth of its use.)
-    pub const USAGE_CPU_QUERY: &str = r#"sum by (namespace, pod) (avg_over_time(irate(container_cpu_usage_seconds_total{container!="", container!="POD"}[5m])[1h:1m]))"#;
-    pub const USAGE_MEMORY_QUERY: &str = r#"sum by (namespace, pod) (avg_over_time(container_memory_working_set_bytes{container!="", container!="POD"}[1h]))"#;
+    /// a pod started ten minutes ago at a sixth of its use.) `max by container` first: a
+    /// container scraped twice (two jobs scraping the kubelet's cAdvisor, a restarted
+    /// container's series still fresh) is counted once.
+    pub const USAGE_CPU_QUERY: &str = r#"sum by (namespace, pod) (max by (namespace, pod, container) (avg_over_time(irate(container_cpu_usage_seconds_total{container!="", container!="POD"}[5m])[1h:1m])))"#;
+    pub const USAGE_MEMORY_QUERY: &str = r#"sum by (namespace, pod) (max by (namespace, pod, container) (avg_over_time(container_memory_working_set_bytes{container!="", container!="POD"}[1h])))"#;
     pub const USAGE_PERIOD: &str = "5m";
     pub const USAGE_MAX_AGE: &str = "30m";
     pub const HOT_METRIC: &str = "cpu-sustained-10m";
