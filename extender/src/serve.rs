@@ -53,7 +53,14 @@ pub async fn build_state(
     match snapshot {
         Some(path) => {
             let snap = load_snapshot(path)?;
-            state.load_snapshot(&snap.nodes, &snap.pods, &snap.config_maps);
+            // the usage ConfigMap is looked for in realload's namespace, as a live run watches it
+            let ours: Vec<_> = snap
+                .config_maps
+                .iter()
+                .filter(|c| c.metadata.namespace.as_deref() == Some(namespace))
+                .cloned()
+                .collect();
+            state.load_snapshot(&snap.nodes, &snap.pods, &ours);
             info!(nodes = snap.nodes.len(), pods = snap.pods.len(), snapshot = %path.display(), "loaded snapshot");
             Ok(Running {
                 state,
