@@ -64,6 +64,8 @@ pub struct Evaluation {
     pub unknown: usize,
     /// Prioritize: the candidate the pod was tentatively reserved on.
     pub reserved_on: Option<usize>,
+    /// The workload's learned CPU share the pod was counted at (`None`: the hot-spot factor).
+    pub learned_cpu_share: Option<f64>,
 }
 
 fn neutral(outcome: Outcome, n: usize) -> Evaluation {
@@ -71,6 +73,7 @@ fn neutral(outcome: Outcome, n: usize) -> Evaluation {
         outcome,
         verdicts: vec![FilterVerdict::Pass; n],
         scores: vec![NEUTRAL_SCORE; n],
+        learned_cpu_share: None,
         unknown: 0,
         reserved_on: None,
     }
@@ -254,5 +257,6 @@ pub fn evaluate(
         scores: decision.scores,
         unknown: decision.unknown,
         reserved_on,
+        learned_cpu_share: learned.and_then(|l| l.cpu),
     }
 }

@@ -327,6 +327,10 @@ pub struct DecisionRecord {
     /// Prioritize: the node the pod was tentatively reserved on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved_on: Option<String>,
+    /// The share of its CPU request the pod was counted at, when its workload's usage was
+    /// learned (absent: `hotspot.cpuFactor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned_cpu_share: Option<f64>,
 }
 
 /// The last decisions, newest last.
@@ -469,6 +473,7 @@ mod tests {
                 passed: 1,
                 best: Vec::new(),
                 reserved_on: None,
+                learned_cpu_share: None,
             });
         }
         let list = r.list();

@@ -64,6 +64,7 @@ fn record(state: &State, verb: Verb, args: &ExtenderArgs<'_>, eval: &Evaluation)
         reserved_on: eval
             .reserved_on
             .map(|i| args.candidates.name(i).to_string()),
+        learned_cpu_share: eval.learned_cpu_share,
     });
 }
 

@@ -325,6 +325,8 @@ async fn learned_usage_arrives_over_its_watch_and_a_broken_table_is_refused() {
     let debug: Value = serde_json::from_str(&debug).unwrap();
     assert_eq!(debug["workloadUsage"]["workloads"], 1, "{debug}");
     assert_eq!(debug["workloadUsage"]["current"], true);
+    let last = debug["recentDecisions"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["learnedCpuShare"], 0.2, "{last}");
 
     // a hand edit that breaks the table is refused, named in the log, and the table stays
     sim.modify(resources::CONFIGMAPS, "realload-system", "realload-workload-usage", |cm| {
