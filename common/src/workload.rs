@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -77,18 +77,31 @@ impl WorkloadKey {
 
     pub fn of(pod: &Pod) -> Option<WorkloadKey> {
         let m = &pod.metadata;
-        let controller = m
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| (o.kind.as_str(), o.name.as_str()));
-        let hash = m
-            .labels
-            .as_ref()
+        WorkloadKey::from_meta(
+            m.namespace.as_deref(),
+            m.owner_references
+                .iter()
+                .flatten()
+                .map(|o| (o.kind.as_str(), o.name.as_str(), o.controller)),
+            m.labels.as_ref(),
+        )
+    }
+
+    /// [`WorkloadKey::from_parts`] from a pod's metadata as any reader holds it: its owner
+    /// references as (kind, name, controller) and its labels.
+    pub fn from_meta<'a>(
+        namespace: Option<&str>,
+        owners: impl IntoIterator<Item = (&'a str, &'a str, Option<bool>)>,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Option<WorkloadKey> {
+        let controller = owners
+            .into_iter()
+            .find(|(_, _, controller)| *controller == Some(true))
+            .map(|(kind, name, _)| (kind, name));
+        let hash = labels
             .and_then(|l| l.get("pod-template-hash"))
             .map(String::as_str);
-        WorkloadKey::from_parts(m.namespace.as_deref(), controller, hash)
+        WorkloadKey::from_parts(namespace, controller, hash)
     }
 
     fn parse(text: &str) -> Option<WorkloadKey> {
@@ -166,6 +179,16 @@ pub struct ExpectedUsage {
 }
 
 impl UsageTable {
+    /// The table a ConfigMap holds under [`USAGE_KEY`].
+    pub fn from_config_map(config_map: &ConfigMap) -> Result<UsageTable, UsageTableError> {
+        let text = config_map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(USAGE_KEY))
+            .ok_or(UsageTableError::Missing)?;
+        UsageTable::parse(text)
+    }
+
     /// Parses the ConfigMap's `usage.json`. Any broken entry rejects the whole table, so a hand
     /// edit gone wrong is reported rather than half applied.
     pub fn parse(text: &str) -> Result<UsageTable, UsageTableError> {

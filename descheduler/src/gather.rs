@@ -14,7 +14,7 @@ use realload_common::objects::{NodeView, Requests, pod_requests};
 use realload_common::policy::Policy;
 use realload_common::snapshot::Snapshot;
 use realload_common::whitelist::Whitelist;
-use realload_common::workload::{USAGE_KEY, UsageTable, UsageTableError};
+use realload_common::workload::UsageTable;
 use tracing::{info, warn};
 
 use crate::error::RunError;
@@ -65,12 +65,7 @@ pub fn usage_from(cm: Option<&ConfigMap>, reference: &str) -> UsageTable {
     let Some(cm) = cm else {
         return UsageTable::default();
     };
-    let text = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(USAGE_KEY))
-        .ok_or(UsageTableError::Missing);
-    match text.and_then(|t| UsageTable::parse(t)) {
+    match UsageTable::from_config_map(cm) {
         Ok(table) => table,
         Err(e) => {
             warn!(configmap = reference, error = %e, "workload usage table refused; pods are counted at their requests");

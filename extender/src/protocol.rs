@@ -502,18 +502,14 @@ impl PodSummary {
     /// ([`realload_common::workload::WorkloadKey::from_parts`]).
     pub fn workload(&self) -> Option<realload_common::workload::WorkloadKey> {
         let m = &self.metadata;
-        let controller = m
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .map(|o| (o.kind.as_str(), o.name.as_str()));
-        let hash = m
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("pod-template-hash"))
-            .map(String::as_str);
-        realload_common::workload::WorkloadKey::from_parts(m.namespace.as_deref(), controller, hash)
+        realload_common::workload::WorkloadKey::from_meta(
+            m.namespace.as_deref(),
+            m.owner_references
+                .iter()
+                .flatten()
+                .map(|o| (o.kind.as_str(), o.name.as_str(), o.controller)),
+            m.labels.as_ref(),
+        )
     }
 
     /// The pod's effective requests, by the scheduler's rule.

@@ -9,7 +9,7 @@ use realload_common::objects::pod_requests;
 use realload_common::policy::Policy;
 use realload_common::reading::Quality;
 use realload_common::runtime::Readiness;
-use realload_common::workload::{USAGE_KEY, UsageTable, UsageTableError, WorkloadKey};
+use realload_common::workload::{UsageTable, WorkloadKey};
 use tracing::{info, warn};
 
 pub use crate::index::Clock;
@@ -208,12 +208,7 @@ impl State {
     /// The usage ConfigMap changed: its table is parsed once, here. A broken table is refused
     /// with the reason logged, and the one in force stays.
     pub fn apply_usage(&self, config_map: &ConfigMap) {
-        let text = config_map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(USAGE_KEY))
-            .ok_or(UsageTableError::Missing);
-        match text.and_then(|t| UsageTable::parse(t)) {
+        match UsageTable::from_config_map(config_map) {
             Ok(table) => {
                 info!(
                     workloads = table.workloads.len(),
