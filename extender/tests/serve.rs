@@ -181,7 +181,7 @@ where
 async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
     let sim = ApiSim::start().await.unwrap();
     sim.put(node("a", 0.90, &now_minus(20))).unwrap();
-    // above the 0.60 idle band, below the 0.80 filter: scored, not filtered
+    // above the 0.50 idle band, below the 0.80 filter: scored, not filtered
     sim.put(node("b", 0.70, &now_minus(20))).unwrap();
     let dir = temp_dir("serve", "watch");
     let kubeconfig = dir.join("kubeconfig");

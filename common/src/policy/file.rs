@@ -199,7 +199,7 @@ pub mod defaults {
     pub const PERIOD: &str = "1m";
     pub const FLOOR: f64 = 0.005;
     pub const UNKNOWN_LOAD: f64 = 1.0;
-    pub const IDLE_BELOW: f64 = 0.60;
+    pub const IDLE_BELOW: f64 = 0.50;
     pub const MAX_UNKNOWN_FRACTION: f64 = 0.5;
     pub const CPU_FACTOR: f64 = 0.85;
     pub const MEMORY_FACTOR: f64 = 0.70;

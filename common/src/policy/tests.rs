@@ -62,7 +62,7 @@ fn built_in_defaults_are_the_ones_design_md_names() {
             never_strand: true,
         }
     );
-    assert_eq!(p.scoring.idle_below, 0.60);
+    assert_eq!(p.scoring.idle_below, 0.50);
     assert_eq!(
         p.hotspot,
         Hotspot {

@@ -45,15 +45,15 @@ fn score_follows_the_design_formula() {
     assert_eq!(score(&p, &node(1.0, 1.0, 1.0)), 0);
     // 10 × (0.5·0.95 + 0.2·0.95 + 0.3·0.95) = 9.5 → rounds half away from zero
     assert_eq!(score(&p, &node(0.05, 0.05, 0.05)), 10);
-    // the default idle band: loads up to 0.6 score as idle, above it (load − 0.6) / 0.4
+    // the default idle band: loads up to 0.5 score as idle, above it (load − 0.5) / 0.5
     let p = Policy::default();
     assert_eq!(
         score(&p, &node(0.4, 0.5, 0.2)),
         10,
         "all idle: requests decide"
     );
-    // 10 × (0.5·(1 − 0.5) + 0.2·(1 − 0.75) + 0.3·(1 − 0.25)) = 5.25 → 5
-    assert_eq!(score(&p, &node(0.8, 0.9, 0.7)), 5);
+    // 10 × (0.5·(1 − 0.6) + 0.2·(1 − 0.8) + 0.3·(1 − 0.4)) = 4.2 → 4
+    assert_eq!(score(&p, &node(0.8, 0.9, 0.7)), 4);
     assert_eq!(score(&p, &node(1.0, 1.0, 1.0)), 0);
 }
 
@@ -90,8 +90,8 @@ fn each_non_valid_class_makes_the_node_unknown_and_scored_at_unknown_load() {
         ALLOC,
         now(),
     );
-    // (0.8 − 0.6) / 0.4 = 0.5 on every scored metric
-    assert_eq!(score(&p, &n), 5);
+    // (0.8 − 0.5) / 0.5 = 0.6 on every scored metric
+    assert_eq!(score(&p, &n), 4);
 }
 
 #[test]
@@ -393,14 +393,14 @@ fn the_pod_being_placed_counts_in_the_estimate_of_each_node_by_its_size() {
         cpu_millis: 32000,
         memory_bytes: 128 << 30,
     };
-    let readings = [fresh(0.55), fresh(0.55), fresh(0.3), fresh(0.55)];
+    let readings = [fresh(0.45), fresh(0.45), fresh(0.3), fresh(0.45)];
     let on = |alloc| judge(&p, &assess_node(&p, &readings, &[], alloc, now()));
     assert_eq!(
         (on(small).score, on(big).score),
         (10, 10),
         "equal without the pod"
     );
-    // a 4-core pod: +0.425 on the small node (0.975: over the filter), +0.106 on the big one
+    // a 4-core pod: +0.425 on the small node (0.875: over the filter), +0.106 on the big one
     let small_with = on(small).with_pod(&p, 4000, 0, None);
     let big_with = on(big).with_pod(&p, 4000, 0, None);
     assert!(!small_with.verdict.passes(), "{small_with:?}");
