@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -490,7 +490,9 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     let mut next_cycle = tokio::time::Instant::now();
     let mut next_usage = tokio::time::Instant::now();
     let mut leading = false;
-    let pods_api: Api<Pod> = Api::all(client.clone());
+    let running = Arc::new(usage::RunningPods::default());
+    // Started when learning is first on (at start, or by a policy edit), then kept.
+    let mut running_watch: Option<tokio::task::JoinHandle<()>> = None;
     let usage_api: Api<ConfigMap> = Api::namespaced(client.clone(), &args.lease_namespace);
     if policy.workload_usage.enabled && !matches!(source, SourceImpl::Prometheus(_)) {
         info!(
@@ -555,15 +557,24 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             next_cycle = tokio::time::Instant::now()
                 + Duration::try_from(period).unwrap_or(Duration::from_secs(60));
         }
+        if running_watch.is_none()
+            && policy.workload_usage.enabled
+            && matches!(source, SourceImpl::Prometheus(_))
+        {
+            running_watch = Some(running.watch(client.clone(), shutdown.clone()));
+        }
+        // The first round waits for the pod watch's first list (a round before it would only
+        // fail), then one every period.
         if leading
             && policy.workload_usage.enabled
             && tokio::time::Instant::now() >= next_usage
+            && running.is_synced()
             && let SourceImpl::Prometheus(prometheus) = &source
         {
             let usage = &policy.workload_usage;
             learn_usage(
                 prometheus,
-                &pods_api,
+                &running,
                 &usage_api,
                 usage,
                 clock.now(),
@@ -592,13 +603,13 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
 /// and the table in the ConfigMap stays until it ages out.
 async fn learn_usage(
     prometheus: &PrometheusClient,
-    pods_api: &Api<Pod>,
+    running: &usage::RunningPods,
     usage_api: &Api<ConfigMap>,
     usage: &realload_common::policy::WorkloadUsage,
     now: Timestamp,
     metrics: &CollectorMetrics,
 ) {
-    let result = match usage::measure(prometheus, pods_api, usage, now).await {
+    let result = match usage::measure(prometheus, running, usage, now).await {
         Ok(learned) => usage::publish(usage_api, &usage.config_map, &learned.table)
             .await
             .map(|()| learned),

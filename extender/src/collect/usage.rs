@@ -8,11 +8,16 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
 use realload_common::objects::pod_requests;
 use realload_common::policy::WorkloadUsage;
 use realload_common::workload::{PodSample, USAGE_KEY, UsageTable, WorkloadKey, learn};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span};
 
 use super::FIELD_MANAGER;
 use super::plan::MetricResult;
@@ -22,7 +27,6 @@ use super::prometheus::PrometheusClient;
 const POD_LABEL: &str = "realload_pod";
 /// Running pods only: pending ones use nothing yet, finished ones nothing any more.
 const RUNNING_PODS: &str = "spec.nodeName!=,status.phase=Running";
-const PAGE: u32 = 500;
 /// Leaves room under the API server's 1 MiB object limit for metadata and managed fields.
 const MAX_PUBLISHED_BYTES: usize = 900 * 1024;
 
@@ -34,8 +38,8 @@ pub enum UsageError {
         "the CPU query returned no per-pod series (is cAdvisor, container_cpu_usage_seconds_total, scraped?)"
     )]
     NoSeries,
-    #[error("listing running pods: {0}")]
-    List(#[source] kube::Error),
+    #[error("the pod watch has not listed the running pods yet")]
+    NotSynced,
     #[error("publishing ConfigMap {name}: {source}")]
     Publish {
         name: String,
@@ -86,36 +90,115 @@ async fn per_pod(
     }
 }
 
-/// Running pods' workloads and requests, listed page by page.
-pub async fn running_pods(
-    api: &Api<Pod>,
-) -> Result<Vec<(String, WorkloadKey, u64, u64)>, UsageError> {
-    let mut out = Vec::new();
-    let mut params = ListParams::default().fields(RUNNING_PODS).limit(PAGE);
-    loop {
-        let page = api.list(&params).await.map_err(UsageError::List)?;
-        for pod in &page.items {
-            let Some(workload) = WorkloadKey::of(pod) else {
-                continue;
-            };
-            let name = format!(
-                "{}/{}",
-                pod.metadata.namespace.as_deref().unwrap_or("default"),
-                pod.metadata.name.as_deref().unwrap_or_default()
-            );
-            let r = pod_requests(pod);
-            out.push((name, workload, r.cpu_millis, r.memory_bytes));
+/// A running pod as learning needs it: `namespace/name`, its workload, its CPU (millis) and
+/// memory (bytes) requests.
+pub type RunningPod = (String, WorkloadKey, u64, u64);
+
+/// The running pods with a controller, kept current by a pod watch (one list at start, then
+/// events), so a learning round costs the API server nothing.
+#[derive(Default)]
+pub struct RunningPods {
+    pods: Mutex<HashMap<String, RunningPod>>,
+    pending: Mutex<Option<HashMap<String, RunningPod>>>,
+    synced: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RunningPods {
+    /// Starts the watch that keeps the set current.
+    pub fn watch(
+        self: &Arc<Self>,
+        client: kube::Client,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let api: Api<Pod> = Api::all(client);
+        let config = watcher::Config::default().fields(RUNNING_PODS);
+        tokio::spawn(
+            crate::watch::run_watch(api, config, self.clone(), shutdown).instrument(info_span!(
+                "watch",
+                resource = "pods",
+                purpose = "workload usage"
+            )),
+        )
+    }
+
+    /// Whether the watch has listed every running pod once.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    /// Every running pod, or `None` until the watch has listed them all.
+    pub fn snapshot(&self) -> Option<Vec<RunningPod>> {
+        self.synced
+            .load(Ordering::SeqCst)
+            .then(|| lock(&self.pods).values().cloned().collect())
+    }
+
+    fn entry(pod: &Pod) -> Option<(String, RunningPod)> {
+        let uid = pod.metadata.uid.clone()?;
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if !running || pod.metadata.deletion_timestamp.is_some() {
+            return None;
         }
-        match page.metadata.continue_.filter(|t| !t.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(out),
+        let workload = WorkloadKey::of(pod)?;
+        let name = format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        let r = pod_requests(pod);
+        Some((uid, (name, workload, r.cpu_millis, r.memory_bytes)))
+    }
+}
+
+impl crate::watch::Sink<Pod> for Arc<RunningPods> {
+    fn init(&self) {
+        *lock(&self.pending) = Some(HashMap::new());
+    }
+    fn apply(&self, pod: &Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut pods = lock(&self.pods);
+        let mut pending = lock(&self.pending);
+        match RunningPods::entry(pod) {
+            Some((uid, entry)) => {
+                if let Some(p) = pending.as_mut() {
+                    p.insert(uid.clone(), entry.clone());
+                }
+                pods.insert(uid, entry);
+            }
+            None => {
+                pods.remove(&uid);
+                if let Some(p) = pending.as_mut() {
+                    p.remove(&uid);
+                }
+            }
         }
+    }
+    fn delete(&self, pod: &Pod) {
+        if let Some(uid) = pod.metadata.uid.as_deref() {
+            lock(&self.pods).remove(uid);
+            if let Some(p) = lock(&self.pending).as_mut() {
+                p.remove(uid);
+            }
+        }
+    }
+    fn init_done(&self) {
+        if let Some(p) = lock(&self.pending).take() {
+            *lock(&self.pods) = p;
+        }
+        self.synced.store(true, Ordering::SeqCst);
+    }
+    fn failed(&self) {
+        // The set is kept as it was while the watch re-lists: learning goes on meanwhile.
     }
 }
 
 /// The samples for [`learn`]: each running pod with its usage, where Prometheus has it.
 pub fn samples(
-    pods: &[(String, WorkloadKey, u64, u64)],
+    pods: &[RunningPod],
     cpu: &HashMap<String, f64>,
     memory: &HashMap<String, f64>,
 ) -> Vec<PodSample> {
@@ -153,7 +236,7 @@ pub fn fit(table: &mut UsageTable) -> usize {
 /// One learning round: measure, then learn. Publishes nothing.
 pub async fn measure(
     prometheus: &PrometheusClient,
-    pods_api: &Api<Pod>,
+    running: &RunningPods,
     usage: &WorkloadUsage,
     now: Timestamp,
 ) -> Result<Learned, UsageError> {
@@ -165,7 +248,7 @@ pub async fn measure(
         Some(q) => per_pod(prometheus, q, "memory", now).await?,
         None => HashMap::new(),
     };
-    let pods = running_pods(pods_api).await?;
+    let pods = running.snapshot().ok_or(UsageError::NotSynced)?;
     let samples = samples(&pods, &cpu, &memory);
     let measured = samples
         .iter()
@@ -237,6 +320,49 @@ mod tests {
             pod_query("sum by (namespace, pod) (x)"),
             r#"label_join(sum by (namespace, pod) (x), "realload_pod", "/", "namespace", "pod")"#
         );
+    }
+
+    #[test]
+    fn the_running_pods_follow_the_watch() {
+        use crate::watch::Sink;
+        let pod = |uid: &str, phase: &str, owned: bool| -> Pod {
+            let mut v = serde_json::json!({"metadata": {"name": format!("api-h1-{uid}"), "namespace": "ns", "uid": uid,
+                    "labels": {"pod-template-hash": "h1"}},
+                "spec": {"nodeName": "n", "containers": [{"name": "c", "resources": {"requests": {"cpu": "500m"}}}]},
+                "status": {"phase": phase}});
+            if owned {
+                v["metadata"]["ownerReferences"] = serde_json::json!([{"apiVersion": "apps/v1",
+                    "kind": "ReplicaSet", "name": "api-h1", "uid": "rs", "controller": true}]);
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let running = Arc::new(RunningPods::default());
+        assert_eq!(
+            running.snapshot(),
+            None,
+            "nothing until the first list is complete"
+        );
+        running.init();
+        running.apply(&pod("a", "Running", true));
+        running.apply(&pod("b", "Running", true));
+        running.apply(&pod("bare", "Running", false));
+        running.init_done();
+        let names = |r: &RunningPods| {
+            let mut n: Vec<String> = r.snapshot().unwrap().into_iter().map(|p| p.0).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&running), ["ns/api-h1-a", "ns/api-h1-b"]);
+        assert_eq!(running.snapshot().unwrap()[0].1, key("api"));
+        // finished, deleted: gone; a re-list replaces the set whole
+        running.apply(&pod("a", "Succeeded", true));
+        assert_eq!(names(&running), ["ns/api-h1-b"]);
+        running.delete(&pod("b", "Running", true));
+        assert!(names(&running).is_empty());
+        running.init();
+        running.apply(&pod("c", "Running", true));
+        running.init_done();
+        assert_eq!(names(&running), ["ns/api-h1-c"]);
     }
 
     #[test]

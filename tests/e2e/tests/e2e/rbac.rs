@@ -213,6 +213,16 @@ async fn each_component_runs_with_exactly_the_rights_it_is_granted() {
     let policy = c.dir.join(format!("{group}-policy.yaml"));
     std::fs::write(&policy, "nodeIdentity: {matchBy: [name]}\n").unwrap();
     let admin = realload_test_support::free_port();
+    // the usage ConfigMap as it is before this collector runs (another test may have written it)
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "realload-system");
+    let usage_version = || async {
+        cms.get_opt("realload-workload-usage")
+            .await
+            .unwrap()
+            .and_then(|c| c.metadata.resource_version)
+    };
+    let usage_before = usage_version().await;
     let mut collector = std::process::Command::new(realload_binary("realload-extender"))
         .args([
             "collect",
@@ -250,6 +260,16 @@ async fn each_component_runs_with_exactly_the_rights_it_is_granted() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the collector never patched the node"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // and its learned usage table, applied to its ConfigMap (the first round waits for its pod
+    // watch to list)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while usage_version().await == usage_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the collector never published its usage table"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
