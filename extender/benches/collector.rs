@@ -2,6 +2,10 @@
 //! query results and planning the patches, with 0%, 10% and 100% of the readings moved beyond
 //! the deadband. The number of patches is printed once per case.
 //!
+//! And one learning round for 150,000 running pods in 5,000 workloads: parsing the CPU and
+//! memory answers (one series per pod), joining them to the pods, learning the table and
+//! writing its JSON.
+//!
 //! cargo bench -p realload-extender --bench collector
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks: failing loudly is right
 
@@ -95,5 +99,70 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn bench_usage(c: &mut Criterion) {
+    use realload_common::workload::{WorkloadKey, learn};
+    use realload_extender::collect::usage::{fit, samples};
+    const PODS: usize = 150_000;
+    const WORKLOADS: usize = 5_000;
+    let pods: Vec<(String, WorkloadKey, u64, u64)> = (0..PODS)
+        .map(|i| {
+            let w = i % WORKLOADS;
+            (
+                format!("team-{}/svc-{w}-7d9f8c6b5-{i:06}", w % 50),
+                WorkloadKey {
+                    namespace: format!("team-{}", w % 50),
+                    kind: "Deployment".into(),
+                    name: format!("svc-{w}"),
+                },
+                250 + (w as u64 % 16) * 250,
+                (256 + (w as u64 % 16) * 256) << 20,
+            )
+        })
+        .collect();
+    let body = |per_pod: &dyn Fn(usize) -> f64| {
+        let result: Vec<serde_json::Value> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ..))| json!({"metric": {"realload_pod": name}, "value": [1_764_590_400, per_pod(i).to_string()]}))
+            .collect();
+        json!({"status": "success", "data": {"resultType": "vector", "result": result}}).to_string()
+    };
+    let cpu_body = body(&|i| 0.05 + (i % 37) as f64 * 0.01);
+    let memory_body = body(&|i| (100 + i % 400) as f64 * 1048576.0);
+    let at = "2026-12-01T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
+    let round = || {
+        let per_pod = |text: &str| -> HashMap<String, f64> {
+            parse_query_response(text.as_bytes(), "realload_pod")
+                .unwrap()
+                .into_iter()
+                .filter_map(|s| Some((s.identity, s.sample.ok()?.0)))
+                .collect()
+        };
+        let (cpu, memory) = (per_pod(&cpu_body), per_pod(&memory_body));
+        let mut table = learn(&samples(&pods, &cpu, &memory), at);
+        fit(&mut table);
+        table.to_json()
+    };
+    println!(
+        "collector/usage/150000 pods, 5000 workloads: answers {} + {} bytes, table {} bytes",
+        cpu_body.len(),
+        memory_body.len(),
+        round().len()
+    );
+    let mut group = c.benchmark_group("collector/usage");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("parse+learn/150000", |b| b.iter(|| black_box(round())));
+    // the floor: reading the two answers without keeping anything
+    group.bench_function("floor-skip/150000", |b| {
+        b.iter(|| {
+            for text in [&cpu_body, &memory_body] {
+                black_box(serde_json::from_str::<serde::de::IgnoredAny>(black_box(text)).is_ok());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_usage);
 criterion_main!(benches);
