@@ -24,6 +24,8 @@ pub const USAGE_KEY: &str = "usage.json";
 /// counted at 2% of its requests, and a runaway one at most at 10× them.
 pub const MIN_RATIO: f64 = 0.02;
 pub const MAX_RATIO: f64 = 10.0;
+/// How far ahead of the reader's clock a table's `updated` may be (clock skew between nodes).
+pub const MAX_FUTURE: SignedDuration = SignedDuration::from_mins(5);
 /// The largest table the extender reads (a ConfigMap holds at most 1 MiB).
 pub const MAX_TABLE_BYTES: usize = 1 << 20;
 
@@ -244,10 +246,13 @@ impl UsageTable {
         serde_json::to_string(&doc).unwrap_or_default()
     }
 
-    /// Whether the table may be used at `now`: published, and not older than `max_age`.
+    /// Whether the table may be used at `now`: published, not older than `max_age`, and not
+    /// dated more than [`MAX_FUTURE`] ahead (a hand-edited date far ahead would never age out).
     pub fn is_current(&self, now: Timestamp, max_age: SignedDuration) -> bool {
-        self.updated
-            .is_some_and(|u| now.duration_since(u) <= max_age)
+        self.updated.is_some_and(|u| {
+            let age = now.duration_since(u);
+            age <= max_age && age >= -MAX_FUTURE
+        })
     }
 
     /// The learned shares of `workload`, clamped into [`MIN_RATIO`], [`MAX_RATIO`]; `None` when
