@@ -18,6 +18,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::policy::WorkloadUsage;
+
+/// The label the Deployment controller puts on its ReplicaSets' pods (and in their names).
+pub const POD_TEMPLATE_HASH: &str = "pod-template-hash";
 /// The ConfigMap key holding the table.
 pub const USAGE_KEY: &str = "usage.json";
 /// Learned shares are clamped into this range: a workload idle during the window is still
@@ -85,25 +89,25 @@ impl WorkloadKey {
                 .iter()
                 .flatten()
                 .map(|o| (o.kind.as_str(), o.name.as_str(), o.controller)),
-            m.labels.as_ref(),
+            m.labels
+                .as_ref()
+                .and_then(|l| l.get(POD_TEMPLATE_HASH))
+                .map(String::as_str),
         )
     }
 
     /// [`WorkloadKey::from_parts`] from a pod's metadata as any reader holds it: its owner
-    /// references as (kind, name, controller) and its labels.
+    /// references as (kind, name, controller) and its [`POD_TEMPLATE_HASH`] label.
     pub fn from_meta<'a>(
         namespace: Option<&str>,
         owners: impl IntoIterator<Item = (&'a str, &'a str, Option<bool>)>,
-        labels: Option<&BTreeMap<String, String>>,
+        pod_template_hash: Option<&str>,
     ) -> Option<WorkloadKey> {
         let controller = owners
             .into_iter()
             .find(|(_, _, controller)| *controller == Some(true))
             .map(|(kind, name, _)| (kind, name));
-        let hash = labels
-            .and_then(|l| l.get("pod-template-hash"))
-            .map(String::as_str);
-        WorkloadKey::from_parts(namespace, controller, hash)
+        WorkloadKey::from_parts(namespace, controller, pod_template_hash)
     }
 
     fn parse(text: &str) -> Option<WorkloadKey> {
@@ -253,6 +257,12 @@ impl UsageTable {
             let age = now.duration_since(u);
             age <= max_age && age >= -MAX_FUTURE
         })
+    }
+
+    /// Whether the policy uses learning and this table is current at `now`: the one rule the
+    /// extender, the descheduler and the simulator ask before looking a workload up.
+    pub fn in_force(&self, usage: &WorkloadUsage, now: Timestamp) -> bool {
+        usage.enabled && self.is_current(now, usage.max_age)
     }
 
     /// The learned shares of `workload`, clamped into [`MIN_RATIO`], [`MAX_RATIO`]; `None` when

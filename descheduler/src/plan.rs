@@ -63,8 +63,9 @@ pub struct ExpectedCpu {
 /// Its request × its workload's learned share while the table is current, else its full
 /// request (the descheduler's rule before learning).
 pub fn expected_cpu(inputs: &Inputs<'_>, pod: &Pod, requests: Requests) -> ExpectedCpu {
-    let usage = &inputs.policy.workload_usage;
-    let learned = (usage.enabled && inputs.usage.is_current(inputs.now, usage.max_age))
+    let learned = inputs
+        .usage
+        .in_force(&inputs.policy.workload_usage, inputs.now)
         .then(|| inputs.usage.ratios(&UsageKey::of(pod)?)?.cpu)
         .flatten();
     ExpectedCpu {

@@ -151,7 +151,7 @@ pub fn evaluate(
             .map_or(&[], |p| p.as_slice())
     };
     let requests = args.pod.requests();
-    let learned = generation.learned_for(args.pod.workload().as_ref(), now);
+    let learned = generation.learned_for(|| args.pod.workload(), now);
     let placement =
         scoring::PodPlacement::new(policy, requests.cpu_millis, requests.memory_bytes, learned);
     let with_pod = |j: scoring::Judgement| j.with_placement(policy, &placement);

@@ -132,7 +132,7 @@ pub fn explain(state: &State, pod: &Pod) -> Explanation {
     let neutral_reason = NeutralPod::of(pod).map(|n| n.explanation().to_string());
     let requests = realload_common::objects::pod_requests(pod);
     let workload = WorkloadKey::of(pod);
-    let learned = generation.learned_for(workload.as_ref(), now);
+    let learned = generation.learned_for(|| workload.clone(), now);
     let expected_usage = ExpectedUsage::new(
         learned,
         policy.hotspot.cpu_factor,

@@ -148,12 +148,13 @@ impl Generation {
 
     /// The learned usage shares of `workload`, when the policy uses learning and the table is
     /// current at `now` (else the hot-spot factors apply).
+    /// `workload` is only worked out when the table is in force.
     pub fn learned_for(
         &self,
-        workload: Option<&WorkloadKey>,
+        workload: impl FnOnce() -> Option<WorkloadKey>,
         now: Timestamp,
     ) -> Option<UsageRatios> {
-        learned_in(&self.policy, &self.usage, workload?, now)
+        learned_in(&self.policy, &self.usage, workload, now)
     }
 
     /// Unknown and all indexed nodes, for [`scoring::breaker_trips_for`]; `None` before any
@@ -296,14 +297,13 @@ impl Generation {
 fn learned_in(
     policy: &Policy,
     table: &UsageTable,
-    workload: &WorkloadKey,
+    workload: impl FnOnce() -> Option<WorkloadKey>,
     now: Timestamp,
 ) -> Option<UsageRatios> {
-    let usage = &policy.workload_usage;
-    if !usage.enabled || !table.is_current(now, usage.max_age) {
+    if !table.in_force(&policy.workload_usage, now) {
         return None;
     }
-    table.ratios(workload)
+    table.ratios(&workload()?)
 }
 
 /// The writer's working state, from which generations are published.
@@ -574,8 +574,7 @@ impl Index {
             return Some(PodChange::Gone { uid });
         };
         // Learned once, when the binding is seen: the pod keeps the shares it was counted at.
-        bound.learned = WorkloadKey::of(pod)
-            .and_then(|workload| learned_in(&w.policy, &w.usage, &workload, now));
+        bound.learned = learned_in(&w.policy, &w.usage, || WorkloadKey::of(pod), now);
         if bound.bound_at > w.covered(node, now) {
             Some(PodChange::Bound {
                 uid,

@@ -467,8 +467,16 @@ pub struct PodMeta {
     pub namespace: Option<String>,
     pub uid: Option<String>,
     pub annotations: Option<BTreeMap<String, String>>,
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: PodLabels,
     pub owner_references: Option<Vec<OwnerRef>>,
+}
+
+/// The one label the extender reads; the others are skipped, not allocated per request.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PodLabels {
+    #[serde(rename = "pod-template-hash")]
+    pub pod_template_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -508,7 +516,7 @@ impl PodSummary {
                 .iter()
                 .flatten()
                 .map(|o| (o.kind.as_str(), o.name.as_str(), o.controller)),
-            m.labels.as_ref(),
+            m.labels.pod_template_hash.as_deref(),
         )
     }
 

@@ -180,10 +180,9 @@ impl State {
     /// Counts a pod the extender bound itself (`bindVerb`) at once, before any watch sees it.
     pub fn record_binding(&self, uid: &str, node: &str, pod: Option<&Pod>) {
         let requests = pod.map(pod_requests).unwrap_or_default();
-        let workload = pod.and_then(WorkloadKey::of);
         let learned = self
             .generation()
-            .learned_for(workload.as_ref(), self.clock.now());
+            .learned_for(|| pod.and_then(WorkloadKey::of), self.clock.now());
         self.index.record_binding(uid, node, requests, learned);
         self.memory.release(uid, self.index.current().id);
         if let Some(pod) = pod {

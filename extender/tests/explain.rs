@@ -287,24 +287,29 @@ fn with_usage_table(updated: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     (snapshot, pod)
 }
 
+/// `explain` of `pod` on `snapshot` at [`NOW`], in `output`: exit code, stdout, stderr.
+fn explain_on(
+    snapshot: &std::path::Path,
+    pod: &std::path::Path,
+    output: &str,
+) -> (i32, String, String) {
+    run(&[
+        "explain",
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+        "--pod",
+        pod.to_str().unwrap(),
+        "--now",
+        NOW,
+        "--output",
+        output,
+    ])
+}
+
 #[test]
 fn the_learned_usage_of_the_pods_workload_is_shown_and_used() {
     let (snapshot, pod) = with_usage_table("2026-11-22T01:00:00Z");
-    let args = |output: &'static str| {
-        vec![
-            "explain".to_string(),
-            "--snapshot".into(),
-            snapshot.to_str().unwrap().into(),
-            "--pod".into(),
-            pod.to_str().unwrap().into(),
-            "--now".into(),
-            NOW.into(),
-            "--output".into(),
-            output.into(),
-        ]
-    };
-    let json_args = args("json");
-    let (code, stdout, stderr) = run(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = explain_on(&snapshot, &pod, "json");
     assert_eq!(code, 0, "{stderr}");
     let e: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(e["workload"], "shop/Deployment/web");
@@ -315,8 +320,7 @@ fn the_learned_usage_of_the_pods_workload_is_shown_and_used() {
     // the pod's own share on a node is its learned usage: 4 cores × 0.25 of node-a's 8
     let a = row(&e, "node-a");
     assert!((a["podCpu"].as_f64().unwrap() - 0.125).abs() < 1e-9, "{a}");
-    let table_args = args("table");
-    let (_, table, _) = run(&table_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_, table, _) = explain_on(&snapshot, &pod, "table");
     assert!(
         table.contains("counted at 0.25 of its CPU request (learned) and 0.50 of its memory request (learned); workload shop/Deployment/web measured on 4 pod(s) at 2026-11-22T01:00:00Z"),
         "{table}"
@@ -324,35 +328,13 @@ fn the_learned_usage_of_the_pods_workload_is_shown_and_used() {
 
     // the same pod without a current table: the factors, and why
     let (old_snapshot, pod) = with_usage_table("2026-11-21T01:00:00Z");
-    let (code, stdout, stderr) = run(&[
-        "explain",
-        "--snapshot",
-        old_snapshot.to_str().unwrap(),
-        "--pod",
-        pod.to_str().unwrap(),
-        "--now",
-        NOW,
-    ]);
+    let (code, stdout, stderr) = explain_on(&old_snapshot, &pod, "table");
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("counted at 0.85 of its CPU request (hotspot.cpuFactor) and 0.70 of its memory request (hotspot.memoryFactor); nothing learned for workload shop/Deployment/web"),
         "a table older than workloadUsage.maxAge is not used: {stdout}"
     );
-    let factors: Value = serde_json::from_str(
-        &run(&[
-            "explain",
-            "--snapshot",
-            old_snapshot.to_str().unwrap(),
-            "--pod",
-            pod.to_str().unwrap(),
-            "--now",
-            NOW,
-            "--output",
-            "json",
-        ])
-        .1,
-    )
-    .unwrap();
+    let factors: Value = serde_json::from_str(&explain_on(&old_snapshot, &pod, "json").1).unwrap();
     let learned_share = row(&e, "node-a")["podCpu"].as_f64().unwrap();
     let factor_share = row(&factors, "node-a")["podCpu"].as_f64().unwrap();
     assert!(

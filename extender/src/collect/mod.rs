@@ -492,7 +492,7 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
     let mut leading = false;
     let running = Arc::new(usage::RunningPods::default());
     // Started when learning is first on (at start, or by a policy edit), then kept.
-    let mut running_watch: Option<tokio::task::JoinHandle<()>> = None;
+    let mut running_watched = false;
     let usage_api: Api<ConfigMap> = Api::namespaced(client.clone(), &args.lease_namespace);
     if policy.workload_usage.enabled && !matches!(source, SourceImpl::Prometheus(_)) {
         info!(
@@ -557,11 +557,12 @@ pub async fn run(args: &CollectArgs, shutdown: CancellationToken) -> anyhow::Res
             next_cycle = tokio::time::Instant::now()
                 + Duration::try_from(period).unwrap_or(Duration::from_secs(60));
         }
-        if running_watch.is_none()
+        if !running_watched
             && policy.workload_usage.enabled
             && matches!(source, SourceImpl::Prometheus(_))
         {
-            running_watch = Some(running.watch(client.clone(), shutdown.clone()));
+            running.watch(client.clone(), shutdown.clone());
+            running_watched = true;
         }
         // The first round waits for the pod watch's first list (a round before it would only
         // fail), then one every period.

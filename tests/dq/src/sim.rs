@@ -21,7 +21,7 @@ use realload_common::objects::{NodeView, Requests};
 use realload_common::policy::Policy;
 use realload_common::reading::RawReading;
 use realload_common::scoring::{self, Allocatable, BoundPod, NodeInput};
-use realload_common::workload::UsageRatios;
+use realload_common::workload::{UsageRatios, UsageTable};
 use realload_extender::collect::plan::{self as collector, MetricResult, SkipReason};
 use realload_extender::index::{BadSince, next_bad_since};
 use serde::Serialize;
@@ -163,11 +163,10 @@ struct RealloadState {
     /// Unknown nodes among all, as of the last step (the breaker's fleet condition).
     fleet_unknown: usize,
     last_evictions: BTreeMap<realload_descheduler::plan::WorkloadKey, Timestamp>,
-    /// The collector's last published usage table, per workload, and when it was published.
+    /// The collector's last published usage table, and its shares per workload index (looked
+    /// up per candidate per pod: an index, not a key built each time).
+    usage_table: UsageTable,
     usage: Vec<Option<UsageRatios>>,
-    usage_updated: Option<i64>,
-    /// Per workload: when its first pod started running (what Prometheus can have seen).
-    first_running: Vec<Option<i64>>,
 }
 
 /// One run.
@@ -226,9 +225,8 @@ impl<'a> Sim<'a> {
                 reserved: VecDeque::new(),
                 fleet_unknown: 0,
                 last_evictions: BTreeMap::new(),
+                usage_table: UsageTable::default(),
                 usage: vec![None; scenario.workloads.len()],
-                usage_updated: None,
-                first_running: vec![None; scenario.workloads.len()],
             },
             annotator: crane::Annotator::new(n, -WARMUP),
             bindings: vec![Vec::new(); n],
@@ -268,8 +266,6 @@ impl<'a> Sim<'a> {
         self.requested[n].0 += w.cpu_request_m;
         self.requested[n].1 += w.mem_request_mi;
         self.on_node[n].push(pod);
-        let workload = self.pods[pod].workload;
-        self.realload.first_running[workload].get_or_insert(self.t);
         self.pods[pod].node = Some(n);
         self.pods[pod].bound_ms = at_ms;
         self.bindings[n].push(at_ms / 1000);

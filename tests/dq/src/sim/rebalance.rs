@@ -67,23 +67,31 @@ impl Sim<'_> {
             .collect();
         let (replica_sets, deployments) = self.owner_objects();
         let whitelist = realload_common::whitelist::Whitelist::default();
-        // what realload counts each workload at now (learned, the oracle, or nothing)
-        let mut usage = realload_common::workload::UsageTable {
-            updated: Some(now),
-            ..Default::default()
-        };
-        for w in 0..self.scenario.workloads.len() {
-            if let Some(r) = self.learned(w) {
-                usage.workloads.insert(
-                    self.workload_key(w),
-                    realload_common::workload::UsageEntry {
-                        cpu: r.cpu,
-                        memory: r.memory,
-                        pods: 1,
-                    },
-                );
+        // the collector's table as published (the descheduler applies its own age rule), or
+        // with the oracle each workload's true usage
+        let oracle;
+        let usage = if self.scenario.usage_oracle {
+            let mut table = realload_common::workload::UsageTable {
+                updated: Some(now),
+                ..Default::default()
+            };
+            for w in 0..self.scenario.workloads.len() {
+                if let Some(r) = self.learned(w) {
+                    table.workloads.insert(
+                        self.workload_key(w),
+                        realload_common::workload::UsageEntry {
+                            cpu: r.cpu,
+                            memory: r.memory,
+                            pods: 1,
+                        },
+                    );
+                }
             }
-        }
+            oracle = table;
+            &oracle
+        } else {
+            &self.realload.usage_table
+        };
         let plan = realload_descheduler::plan::plan(&realload_descheduler::plan::Inputs {
             policy: &self.policy,
             whitelist: &whitelist,
@@ -96,7 +104,7 @@ impl Sim<'_> {
             stateful_sets: &[],
             pdbs: &[],
             last_evictions: &self.realload.last_evictions,
-            usage: &usage,
+            usage,
         });
         for e in plan.evictions {
             if let Some(id) = e

@@ -15,12 +15,11 @@ impl Sim<'_> {
                 memory: Some(w.mem_usage),
             });
         }
-        let usage = &self.policy.workload_usage;
-        let updated = self.realload.usage_updated?;
-        if !usage.enabled || ts(self.t).duration_since(ts(updated)) > usage.max_age {
-            return None;
-        }
-        self.realload.usage[w]
+        self.realload
+            .usage_table
+            .in_force(&self.policy.workload_usage, ts(self.t))
+            .then(|| self.realload.usage[w])
+            .flatten()
     }
 
     /// NodeResourcesFit (LeastAllocated) + NodeResourcesBalancedAllocation, 0..100 each.

@@ -56,7 +56,7 @@ impl Sim<'_> {
         self.realload.usage = (0..self.scenario.workloads.len())
             .map(|w| table.ratios(&key(w)))
             .collect();
-        self.realload.usage_updated = Some(self.t);
+        self.realload.usage_table = table;
     }
 
     /// realload's collector: every minute, its own plan over what Prometheus answers.
