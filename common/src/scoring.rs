@@ -75,10 +75,10 @@ impl ResourceShares {
     }
 }
 
-/// The hot-spot estimate: each pod bound strictly after `covered_until` (the node's newest valid
-/// sample time) counted at its expected usage ([`BoundPod::expected`]), as shares of
-/// allocatable. A node without any valid reading has nothing to add to (it is unknown and
-/// scored at `unknownLoad`), so `None` adds nothing.
+/// The hot-spot estimate: each pod counted at the part of its expected usage
+/// ([`BoundPod::expected`]) that the node's newest valid sample (`covered_until`) does not show
+/// yet ([`unshown_part`]), as shares of allocatable. A node without any valid reading has
+/// nothing to add to (it is unknown and scored at `unknownLoad`), so `None` adds nothing.
 pub fn hotspot_addition<'a>(
     pods: impl IntoIterator<Item = &'a BoundPod>,
     covered_until: Option<Timestamp>,
@@ -90,13 +90,31 @@ pub fn hotspot_addition<'a>(
     };
     let (mut cpu, mut memory) = (0.0, 0.0);
     for pod in pods {
-        if pod.bound_at > covered_until {
+        let part = unshown_part(policy, pod.bound_at, covered_until);
+        if part > 0.0 {
             let (c, m) = pod.expected(policy);
-            cpu += c;
-            memory += m;
+            cpu += c * part;
+            memory += m * part;
         }
     }
     shares_of(cpu, memory, allocatable)
+}
+
+/// The part (0..=1) of a pod bound at `bound_at` that a sample taken at `sampled_at` does not
+/// show: all of it when bound after the sample; none once the sample is `hotspot.readingWindow`
+/// or more after the binding; in between, linearly, as a windowed average takes a new pod in.
+/// (Counting it in full only until the first sample after its binding would forget a pod a
+/// 5-minute average shows at a fifth.)
+pub fn unshown_part(policy: &Policy, bound_at: Timestamp, sampled_at: Timestamp) -> f64 {
+    if bound_at > sampled_at {
+        return 1.0;
+    }
+    let window = policy.hotspot.reading_window.as_secs_f64();
+    if window <= 0.0 {
+        return 0.0;
+    }
+    let since = sampled_at.duration_since(bound_at).as_secs_f64();
+    (1.0 - since / window).clamp(0.0, 1.0)
 }
 
 /// Expected usage as shares of a node's allocatable.

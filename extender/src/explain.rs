@@ -406,7 +406,8 @@ pub fn render_table(e: &Explanation, policy: &Policy) -> String {
     }
     let _ = writeln!(
         out,
-        "readings: ratio (→ with hot-spot estimate) or quality; the filter and the score also count this pod's own requests (podCpu/podMemory in --output json); score 0..10, higher is better; \"2=\" marks nodes realload scores the same (kube-scheduler's own scores decide between them)"
+        "readings: ratio (→ with hot-spot estimate) or quality; hot-spot: pods bound after a node's newest sample in full, those bound less than {} before it in part (the reading shows the rest); the filter and the score also count this pod's own requests (podCpu/podMemory in --output json); score 0..10, higher is better; \"2=\" marks nodes realload scores the same (kube-scheduler's own scores decide between them)",
+        format_args!("{:#}", policy.hotspot.reading_window)
     );
     out
 }

@@ -59,7 +59,7 @@ fn ranks_the_example_cluster_by_real_load() {
     // hot on CPU, hot on memory, and hot once the burst of fresh bindings is counted
     assert_eq!(
         row(&e, "node-b")["filterMessage"],
-        "realload: node cpu-avg-5m above 0.80"
+        "realload: node cpu-avg-5m above 0.85"
     );
     assert_eq!(
         row(&e, "node-h")["filterMessage"],

@@ -181,7 +181,7 @@ where
 async fn answers_follow_annotations_and_bindings_arriving_over_the_watches() {
     let sim = ApiSim::start().await.unwrap();
     sim.put(node("a", 0.90, &now_minus(20))).unwrap();
-    // above the 0.50 idle band, below the 0.80 filter: scored, not filtered
+    // above the 0.50 idle band, below the 0.85 filter: scored, not filtered
     sim.put(node("b", 0.70, &now_minus(20))).unwrap();
     let dir = temp_dir("serve", "watch");
     let kubeconfig = dir.join("kubeconfig");
@@ -308,7 +308,7 @@ async fn learned_usage_arrives_over_its_watch_and_a_broken_table_is_refused() {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<Value>(&body).unwrap()["NodeNames"].clone()
     };
-    // nothing learned: 4 cores × 0.85 / 8 = +0.425 takes "a" (0.50) over the 0.80 filter
+    // nothing learned: 4 cores × 0.85 / 8 = +0.425 takes "a" (0.50) over the 0.85 filter
     assert_eq!(filter().await, json!(["b"]));
 
     // the collector publishes: shop/api uses a fifth of its requests, +0.10 on "a"

@@ -328,7 +328,7 @@ async fn the_node_heat_page_shows_every_node_and_its_reading_quality_in_chromium
         hot["text"]
             .as_str()
             .unwrap()
-            .contains("cpu-avg-5m above 0.80"),
+            .contains("cpu-avg-5m above 0.85"),
         "{hot}"
     );
     // the burst node shows its hot-spot addition

@@ -68,6 +68,10 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             policy.hotspot.reserve_ranked.to_string(),
         ),
         (
+            "hotspot.readingWindow".into(),
+            format!("{:#}", policy.hotspot.reading_window),
+        ),
+        (
             "collector.deadband".into(),
             policy.collector.deadband.to_string(),
         ),

@@ -114,6 +114,7 @@ pub struct HotspotFile {
     pub memory_factor: Option<f64>,
     pub reserve_ranked: Option<bool>,
     pub include_pod: Option<bool>,
+    pub reading_window: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -203,6 +204,8 @@ pub mod defaults {
     pub const MAX_UNKNOWN_FRACTION: f64 = 0.5;
     pub const CPU_FACTOR: f64 = 0.85;
     pub const MEMORY_FACTOR: f64 = 0.70;
+    /// The scored default metrics average over 5 minutes.
+    pub const READING_WINDOW: &str = "5m";
     pub const DEADBAND: f64 = 0.02;
     pub const USAGE_CONFIG_MAP: &str = "realload-workload-usage";
     /// Mean CPU (cores) per pod over the last hour, or its life if shorter: the mean of
@@ -303,7 +306,7 @@ pub fn default_metrics() -> Vec<MetricFile> {
         }
     };
     vec![
-        metric("cpu-avg-5m", Resource::Cpu, cpu_busy("5m"), Some(0.80), Some(0.5)),
+        metric("cpu-avg-5m", Resource::Cpu, cpu_busy("5m"), Some(0.85), Some(0.5)),
         metric(
             "cpu-max-1h",
             Resource::Cpu,

@@ -105,6 +105,11 @@ pub struct Hotspot {
     /// Whether the pod being placed counts in every candidate's estimate (its requests × the
     /// factors): nodes are filtered and scored on the load they would carry with it.
     pub include_pod: bool,
+    /// How long after its binding a pod shows in full in the node's readings (the span the
+    /// scored queries average over). A pod bound less than this before the newest sample shows
+    /// in it only in part; the estimate keeps counting the part not shown yet. Zero: a pod
+    /// counts until the first sample after its binding, then not at all.
+    pub reading_window: SignedDuration,
 }
 
 impl Hotspot {

@@ -39,7 +39,7 @@ fn built_in_defaults_are_the_ones_design_md_names() {
         ]
     );
     let cpu = p.metric("cpu-avg-5m").unwrap();
-    assert_eq!(cpu.filter_above, Some(0.80));
+    assert_eq!(cpu.filter_above, Some(0.85));
     assert_eq!(cpu.weight, 0.5);
     assert_eq!(cpu.annotation, "realload.io/cpu-avg-5m");
     assert_eq!(cpu.period, SignedDuration::from_mins(1));
@@ -70,6 +70,7 @@ fn built_in_defaults_are_the_ones_design_md_names() {
             memory_factor: 0.70,
             reserve_ranked: true,
             include_pod: true,
+            reading_window: SignedDuration::from_mins(5),
         }
     );
     assert_eq!(p.collector.deadband, 0.02);

@@ -190,6 +190,12 @@ impl PolicyFile {
             ),
             reserve_ranked: self.hotspot.reserve_ranked.unwrap_or(true),
             include_pod: self.hotspot.include_pod.unwrap_or(true),
+            reading_window: v.duration(
+                "hotspot.readingWindow",
+                self.hotspot.reading_window.as_deref(),
+                defaults::READING_WINDOW,
+                true,
+            ),
         };
         let deadband = self.collector.deadband.unwrap_or(defaults::DEADBAND);
         if !(deadband.is_finite() && (0.0..1.0).contains(&deadband)) {

@@ -1,4 +1,5 @@
 use super::*;
+use jiff::SignedDuration;
 use serde_json::json;
 
 const NOW: &str = "2026-11-22T01:05:00Z";
@@ -42,8 +43,30 @@ fn index(now: &str) -> Index {
 }
 
 #[test]
-fn ledger_keeps_only_pods_newer_than_the_reading_and_a_new_reading_clears_them() {
-    let s = index(NOW);
+fn ledger_keeps_pods_until_a_reading_shows_them_in_full() {
+    let s = index("2026-11-22T01:10:00Z");
+    s.load_snapshot(&[node("n1", "2026-11-22T01:08:00Z", 0.4)], &[]);
+    // bound 5 minutes (the reading window) before the sample: shown in full, not kept
+    s.apply_pod(&pod("shown", "n1", "2026-11-22T01:03:00Z"));
+    // 4 minutes before: the 5-minute average shows a fifth of it yet
+    s.apply_pod(&pod("old", "n1", "2026-11-22T01:04:00Z"));
+    // after the sample: not shown at all
+    s.apply_pod(&pod("new", "n1", "2026-11-22T01:08:30Z"));
+    assert_eq!(s.current().ledger_len, 2);
+    let a = s.current().assess("n1", 0, at("2026-11-22T01:10:00Z"));
+    assert!((a.hotspot.cpu - 2000.0 * 0.85 * 1.2 / 8000.0).abs() < 1e-9);
+    // a newer sample, a minute after "new": "old" shown in full, four fifths of "new" not yet
+    s.apply_node(&node("n1", "2026-11-22T01:09:30Z", 0.6));
+    assert_eq!(s.current().ledger_len, 1);
+    let a = s.current().assess("n1", 0, at("2026-11-22T01:10:00Z"));
+    assert!((a.hotspot.cpu - 2000.0 * 0.85 * 0.8 / 8000.0).abs() < 1e-9);
+}
+
+#[test]
+fn with_a_zero_reading_window_a_new_reading_clears_the_pods_bound_before_it() {
+    let mut policy = Policy::default();
+    policy.hotspot.reading_window = SignedDuration::ZERO;
+    let s = Index::new(policy, Clock::Fixed(at(NOW)));
     s.load_snapshot(&[node("n1", "2026-11-22T01:04:00Z", 0.4)], &[]);
     s.apply_pod(&pod("old", "n1", "2026-11-22T01:03:00Z"));
     s.apply_pod(&pod("new", "n1", "2026-11-22T01:04:30Z"));
@@ -185,8 +208,9 @@ fn an_unknown_node_counts_the_pods_placed_since_it_became_unknown() {
     // DaemonSet pods are pinned: they add nothing to the cap
     s.apply_pod(&daemon_pod("d1", "u", "2026-11-22T01:04:30Z"));
     assert_eq!(s.current().judge("u", at(NOW)).unknown_pods, 2);
-    // a valid reading makes it known again: the cap no longer applies
-    s.apply_node(&node("u", "2026-11-22T01:04:50Z", 0.3));
+    // a valid reading makes it known again: the cap no longer applies (the pods count in its
+    // estimate at the part the reading does not show yet: 3 × 2 cores × 0.85 / 8 × ~0.9)
+    s.apply_node(&node("u", "2026-11-22T01:04:50Z", 0.2));
     let j = s.current().judge("u", at(NOW));
     assert!(j.known && j.verdict.passes() && j.unknown_pods == 0);
 }

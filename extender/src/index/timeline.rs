@@ -25,9 +25,11 @@ fn minus(t: Timestamp, d: SignedDuration) -> Timestamp {
     t.checked_sub(d).unwrap_or(Timestamp::MIN)
 }
 
-/// The instant up to which the ledger may forget a node's pods: its newest valid sample (and
-/// never earlier than `now - horizon`); while the node is unknown, never later than the second
-/// before it became unknown, so that the unknown-node cap sees every pod placed since.
+/// The instant up to which the ledger may forget a node's pods: `hotspot.readingWindow` before
+/// its newest valid sample (and never earlier than that before `now - horizon`), since a pod
+/// bound less than the window before the sample shows in it only in part; while the node is
+/// unknown, never later than the second before it became unknown, so that the unknown-node cap
+/// sees every pod placed since.
 pub fn covered_until(
     policy: &Policy,
     readings: &[RawReading],
@@ -41,7 +43,10 @@ pub fn covered_until(
         .zip(readings)
         .map(|(spec, r)| r.classify(now, spec.max_age, spec.floor))
         .collect();
-    let known_floor = scoring::newest_valid_sample(&assessed).map_or(floor, |t| t.max(floor));
+    let known_floor = minus(
+        scoring::newest_valid_sample(&assessed).map_or(floor, |t| t.max(floor)),
+        policy.hotspot.reading_window,
+    );
     match scoring::unknown_since(policy, readings, bad_since, now) {
         Some(since) if since > Timestamp::MIN => {
             let second = Timestamp::from_second(since.as_second()).unwrap_or(Timestamp::MIN);

@@ -19,14 +19,14 @@ fn parses_the_real_non_cache_body_and_echoes_nodes_byte_for_byte() {
     let response = filter_response(
         &args.candidates,
         &[1],
-        &[("fake-node-1", "realload: node cpu-avg-5m above 0.80")],
+        &[("fake-node-1", "realload: node cpu-avg-5m above 0.85")],
     );
     let parsed: serde_json::Value = serde_json::from_str(&response).unwrap();
     assert_eq!(parsed["NodeNames"], serde_json::Value::Null);
     assert_eq!(parsed["Error"], "");
     assert_eq!(
         parsed["FailedNodes"]["fake-node-1"],
-        "realload: node cpu-avg-5m above 0.80"
+        "realload: node cpu-avg-5m above 0.85"
     );
     // the surviving Node is the request's bytes, unchanged
     let original: serde_json::Value = serde_json::from_str(FILTER_NOCACHE).unwrap();

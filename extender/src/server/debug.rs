@@ -17,6 +17,10 @@ struct DebugNode {
     /// Of the ledger pods, those counted at their workload's learned usage (the rest at
     /// requests × the hot-spot factors).
     ledger_pods_learned: usize,
+    /// Of the ledger pods, those bound before the node's newest valid sample but less than
+    /// `hotspot.readingWindow` before it: the reading shows them in part, and the hot-spot
+    /// figures count the part it does not show yet.
+    ledger_pods_partly_shown: usize,
     /// For an unknown node: since when, and the pods placed since (in flight included).
     #[serde(skip_serializing_if = "Option::is_none")]
     unknown_since: Option<jiff::Timestamp>,
@@ -105,6 +109,7 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
                     .iter()
                     .filter(|p| p.learned.is_some())
                     .count(),
+                ledger_pods_partly_shown: partly_shown(policy, a, generation.pods_on(name)),
                 unknown_since: a.unknown_since,
                 unknown_pods: (!a.known).then_some(a.unknown_pods),
                 in_flight: flying(name),
@@ -147,4 +152,21 @@ pub(super) async fn debug_nodes(AxumState(app): AxumState<AppState>) -> Response
             protocol::bind_response(&e.to_string()),
         ),
     }
+}
+
+/// How many of `pods` the node's newest valid sample shows in part (see `ledgerPodsPartlyShown`).
+fn partly_shown(
+    policy: &realload_common::policy::Policy,
+    a: &scoring::NodeAssessment,
+    pods: &[scoring::BoundPod],
+) -> usize {
+    let assessed: Vec<_> = a.metrics.iter().map(|m| m.assessed.clone()).collect();
+    let Some(sampled) = scoring::newest_valid_sample(&assessed) else {
+        return 0;
+    };
+    pods.iter()
+        .filter(|p| {
+            p.bound_at <= sampled && scoring::unshown_part(policy, p.bound_at, sampled) > 0.0
+        })
+        .count()
 }

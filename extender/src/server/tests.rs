@@ -36,11 +36,11 @@ fn bound_pod(uid: &str, node: &str, cpu: &str, at: &str) -> Value {
 }
 
 /// The policy most tests here use: the filter and score as they read (no idle band, the pod's
-/// own requests not counted, a filter that may leave no node), so each test's arithmetic shows
-/// one rule at a time. The shipped defaults are tested in `the_shipped_defaults_*` below and in
+/// own requests not counted, a filter that may leave no node, a bound pod forgotten at the
+/// first sample after its binding), so each test's arithmetic shows one rule at a time. The
+/// shipped defaults are tested in `the_shipped_defaults_*` below and in
 /// `realload_common::scoring`.
-const CLASSIC: &str =
-    "scoring: {idleBelow: 0}\nguards: {neverStrand: false}\nhotspot: {includePod: false}\n";
+const CLASSIC: &str = "scoring: {idleBelow: 0}\nguards: {neverStrand: false}\nhotspot: {includePod: false, readingWindow: 0s}\n";
 
 fn classic() -> Policy {
     Policy::from_yaml(CLASSIC).unwrap()
@@ -157,7 +157,7 @@ async fn cache_mode_filters_hot_nodes_and_scores_every_input_node() {
     assert_eq!(v["NodeNames"], json!(["cool", "mid"]));
     assert_eq!(
         v["FailedNodes"],
-        json!({"hot": "realload: node cpu-avg-5m above 0.80"})
+        json!({"hot": "realload: node cpu-avg-5m above 0.85"})
     );
     assert_eq!(v["Error"], "");
 
@@ -200,7 +200,7 @@ async fn non_cache_mode_judges_the_carried_copy_when_it_differs_from_the_index()
     assert_eq!(v["Nodes"]["items"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(
         v["FailedNodes"]["n1"],
-        "realload: node cpu-avg-5m above 0.80"
+        "realload: node cpu-avg-5m above 0.85"
     );
     // allocatable differs: judged from the carried copy too (n1 with a 1-core allocatable)
     let mut small = node("n1", "0.9500", FRESH);
@@ -234,7 +234,7 @@ async fn non_cache_mode_reads_the_request_and_echoes_nodes_unchanged() {
     );
     assert_eq!(
         v["FailedNodes"]["fake-node-1"],
-        "realload: node cpu-avg-5m above 0.80"
+        "realload: node cpu-avg-5m above 0.85"
     );
     let (_, v) = post(&r, "/scheduler/prioritize", text).await;
     assert!(score_of(&v, "fake-node-2") > score_of(&v, "fake-node-1"));
@@ -380,7 +380,7 @@ async fn a_burst_of_bindings_lowers_a_node_until_a_newer_reading_arrives() {
     assert_eq!(
         f["NodeNames"],
         json!(["b"]),
-        "0.30 + 4 × 2 cores × 0.85 / 8 = 1.15 is above 0.80"
+        "0.30 + 4 × 2 cores × 0.85 / 8 = 1.15 is above 0.85"
     );
     // a newer reading covers them
     state.apply_node(&serde_json::from_value(node("a", "0.5000", "2026-11-22T01:04:50Z")).unwrap());
@@ -392,6 +392,30 @@ async fn a_burst_of_bindings_lowers_a_node_until_a_newer_reading_arrives() {
     );
     let (_, f) = post(&r, "/scheduler/filter", cache_body(&["a", "b"])).await;
     assert_eq!(f["NodeNames"], json!(["a", "b"]));
+}
+
+#[tokio::test]
+async fn debug_nodes_shows_the_pods_a_reading_shows_only_in_part() {
+    let state = state_with(&[node("a", "0.3000", FRESH)], &[]);
+    state.set_policy(Policy::default());
+    // bound a minute before the 01:04 sample (a fifth shown), and after it (none shown)
+    for (uid, at) in [
+        ("p1", "2026-11-22T01:03:00Z"),
+        ("p2", "2026-11-22T01:04:30Z"),
+    ] {
+        state.apply_pod(&serde_json::from_value(bound_pod(uid, "a", "2", at)).unwrap());
+    }
+    let r = app(state);
+    let (_, debug) = get(&r, "/debug/nodes").await;
+    let debug: Value = serde_json::from_str(&debug).unwrap();
+    let a = &debug["nodes"][0];
+    assert_eq!(a["ledgerPods"], 2, "{a}");
+    assert_eq!(a["ledgerPodsPartlyShown"], 1, "{a}");
+    let expected = 2000.0 * 0.85 * (0.8 + 1.0) / 8000.0;
+    assert!(
+        (a["hotspotCpu"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{a}"
+    );
 }
 
 #[tokio::test]
@@ -981,7 +1005,7 @@ async fn the_shipped_defaults_weigh_the_pod_on_each_node_and_never_strand_it() {
     );
     state.set_policy(Policy::default());
     let r = app(state.clone());
-    // a 4-core pod: 0.5 + 0.425 on the small node (over the 0.80 filter), 0.5 + 0.106 on the big
+    // a 4-core pod: 0.5 + 0.425 on the small node (over the 0.85 filter), 0.5 + 0.106 on the big
     let body = prioritize_body_for("p1", "4", &["small", "big"]);
     let (_, v) = post(&r, "/scheduler/filter", body.clone()).await;
     assert_eq!(passed(&v), ["big"], "{v}");

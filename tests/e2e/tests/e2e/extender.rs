@@ -620,7 +620,7 @@ async fn learned_usage_from_its_config_map_changes_what_passes() {
         assert_eq!(status, 200, "{answer}");
         serde_json::from_str::<Value>(&answer).unwrap()["NodeNames"].clone()
     };
-    // requests × 0.85: 4 cores add 0.425 to an 8-core node, so "a" (0.50) goes over 0.80
+    // requests × 0.85: 4 cores add 0.425 to an 8-core node, so "a" (0.50) goes over 0.85
     assert_eq!(passing().await, json!([b]), "{}", ext.log_text());
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
