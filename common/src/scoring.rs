@@ -433,6 +433,9 @@ pub enum FilterVerdict {
         placed: u32,
         cap: u32,
     },
+    /// An unknown node held back while a node with valid readings passes
+    /// (`guards.unknownLastResort`).
+    UnknownDeferred,
 }
 
 /// Why a node with a valid reading is rejected.
@@ -455,6 +458,8 @@ impl FilterVerdict {
 
 /// The filter-rejection reason of [`FilterVerdict::UnknownCap`] in metrics and logs.
 pub const UNKNOWN_CAP_REASON: &str = "unknown-cap";
+/// The filter-rejection reason of [`FilterVerdict::UnknownDeferred`] in metrics and logs.
+pub const UNKNOWN_DEFERRED_REASON: &str = "unknown-deferred";
 
 impl FilterVerdict {
     pub fn passes(&self) -> bool {
@@ -472,6 +477,9 @@ impl FilterVerdict {
             FilterVerdict::UnknownCap { cap, .. } => Some(format!(
                 "realload: node load unknown and it took its {cap} pod(s) allowed until a valid reading; the pod waits for a reading or a known node"
             )),
+            FilterVerdict::UnknownDeferred => Some(
+                "realload: node load unknown; nodes with valid readings fit the pod".to_string(),
+            ),
         }
     }
 
@@ -481,6 +489,7 @@ impl FilterVerdict {
             FilterVerdict::Pass => None,
             FilterVerdict::Reject(r) => Some(&r.metric),
             FilterVerdict::UnknownCap { .. } => Some(UNKNOWN_CAP_REASON),
+            FilterVerdict::UnknownDeferred => Some(UNKNOWN_DEFERRED_REASON),
         }
     }
 }
@@ -782,7 +791,7 @@ pub fn decide_judged_with(
 ) -> Decision {
     let unknown = judged.iter().filter(|j| !j.known).count();
     let breaker_tripped = breaker.unwrap_or_else(|| breaker_trips(policy, unknown, judged.len()));
-    let known = judged.iter().map(|j| j.known).collect();
+    let known: Vec<bool> = judged.iter().map(|j| j.known).collect();
     let measured_hot: Vec<bool> = judged.iter().map(|j| j.reading_over).collect();
     let (mut verdicts, scores): (Vec<FilterVerdict>, Vec<i64>) = if breaker_tripped {
         (
@@ -792,13 +801,32 @@ pub fn decide_judged_with(
     } else {
         judged.into_iter().map(|j| (j.verdict, j.score)).unzip()
     };
-    // `guards.neverStrand`: when the load filter would leave no node at all, it lets through the
-    // nodes it rejected only for what the estimate adds (recent bindings, this pod), and the score
+    let known_passes = |verdicts: &[FilterVerdict], known: &[bool]| {
+        verdicts.iter().zip(known).any(|(v, k)| *k && v.passes())
+    };
+    let last_resort = policy.guards.unknown_last_resort && !breaker_tripped;
+    // `guards.neverStrand`: when the load filter would leave no node at all (with
+    // `guards.unknownLastResort`, no node with valid readings), it lets through the nodes it
+    // rejected only for what the estimate adds (recent bindings, this pod), and the score
     // decides. Nodes hot by their reading alone and unknown nodes at their cap stay out.
-    if policy.guards.never_strand && !verdicts.iter().any(FilterVerdict::passes) {
+    let stranded = if last_resort {
+        !known_passes(&verdicts, &known)
+    } else {
+        !verdicts.iter().any(FilterVerdict::passes)
+    };
+    if policy.guards.never_strand && stranded {
         for (v, hot) in verdicts.iter_mut().zip(&measured_hot) {
             if matches!(v, FilterVerdict::Reject(_)) && !hot {
                 *v = FilterVerdict::Pass;
+            }
+        }
+    }
+    // `guards.unknownLastResort`: an unknown node takes a pod only when no node with valid
+    // readings can (its cap still applies then).
+    if last_resort && known_passes(&verdicts, &known) {
+        for (v, k) in verdicts.iter_mut().zip(&known) {
+            if !k && v.passes() {
+                *v = FilterVerdict::UnknownDeferred;
             }
         }
     }

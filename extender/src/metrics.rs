@@ -153,9 +153,14 @@ impl Metrics {
         for verb in ["filter", "prioritize", "bind"] {
             let _ = latency.get_or_create(&VerbLabel { verb });
         }
-        let _ = filter_rejections.get_or_create(&ReasonLabel {
-            reason: "unknown-cap".into(),
-        });
+        for reason in [
+            realload_common::scoring::UNKNOWN_CAP_REASON,
+            realload_common::scoring::UNKNOWN_DEFERRED_REASON,
+        ] {
+            let _ = filter_rejections.get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            });
+        }
         for result in ["ok", "invalid"] {
             let _ = policy_reloads.get_or_create(&ResultLabel {
                 result: result.into(),

@@ -48,6 +48,10 @@ pub fn field_values(policy: &Policy) -> Vec<(String, String)> {
             policy.guards.never_strand.to_string(),
         ),
         (
+            "guards.unknownLastResort".into(),
+            policy.guards.unknown_last_resort.to_string(),
+        ),
+        (
             "scoring.idleBelow".into(),
             policy.scoring.idle_below.to_string(),
         ),

@@ -99,6 +99,7 @@ pub struct GuardsFile {
     pub max_unknown_fraction: Option<f64>,
     pub unknown_pod_cap: Option<u64>,
     pub never_strand: Option<bool>,
+    pub unknown_last_resort: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

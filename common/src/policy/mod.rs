@@ -85,6 +85,8 @@ pub struct Guards {
     /// When every node kube-scheduler offered would be filtered for load, none is: the pod lands
     /// on the least loaded rather than waiting while nodes have room.
     pub never_strand: bool,
+    /// Whether an unknown node is held back while a node with valid readings passes the filter.
+    pub unknown_last_resort: bool,
 }
 
 /// How estimated loads become scores.

@@ -60,6 +60,7 @@ fn built_in_defaults_are_the_ones_design_md_names() {
             max_unknown_fraction: 0.5,
             unknown_pod_cap: 2,
             never_strand: true,
+            unknown_last_resort: false,
         }
     );
     assert_eq!(p.scoring.idle_below, 0.50);

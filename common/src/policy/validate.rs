@@ -168,6 +168,7 @@ impl PolicyFile {
                 defaults::UNKNOWN_POD_CAP_MAX,
             ),
             never_strand: self.guards.never_strand.unwrap_or(true),
+            unknown_last_resort: self.guards.unknown_last_resort.unwrap_or(false),
         };
         let idle_below = self.scoring.idle_below.unwrap_or(defaults::IDLE_BELOW);
         if !(idle_below.is_finite() && (0.0..1.0).contains(&idle_below)) {

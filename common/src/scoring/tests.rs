@@ -510,6 +510,51 @@ fn learned_usage_replaces_the_factors_for_bound_pods_and_the_pod_being_placed() 
 }
 
 #[test]
+fn an_unknown_node_is_a_last_resort_when_the_policy_says_so() {
+    let p = Policy::from_yaml("guards: {unknownLastResort: true}").unwrap();
+    let unknown = || {
+        judge(
+            &p,
+            &node_with([
+                RawReading::Missing,
+                RawReading::Missing,
+                RawReading::Missing,
+                RawReading::Missing,
+            ]),
+        )
+    };
+    assert!(!unknown().known && unknown().verdict.passes());
+    let cool = judge(&p, &node(0.3, 0.3, 0.3));
+    let hot = judge(&p, &node(0.95, 0.95, 0.5));
+    // a known node passes: the unknown one is held back, with its own message and reason
+    let d = decide_judged(&p, vec![unknown(), cool.clone()]);
+    assert_eq!(d.verdicts[0], FilterVerdict::UnknownDeferred, "{d:?}");
+    assert!(d.verdicts[1].passes());
+    assert_eq!(
+        d.verdicts[0].message().unwrap(),
+        "realload: node load unknown; nodes with valid readings fit the pod"
+    );
+    assert_eq!(d.verdicts[0].reason(), Some(UNKNOWN_DEFERRED_REASON));
+    // only hot known nodes: the unknown one takes the pod (its cap still applies)
+    let d = decide_judged(&p, vec![unknown(), hot.clone()]);
+    assert!(d.verdicts[0].passes() && !d.verdicts[1].passes(), "{d:?}");
+    // known nodes over the filter only by the estimate: `neverStrand` lets them through first
+    let warm = judge(&p, &node(0.70, 0.7, 0.5)).with_pod(&p, 4000, 0, None);
+    assert!(!warm.verdict.passes() && !warm.reading_over);
+    let d = decide_judged(&p, vec![unknown(), warm.clone()]);
+    assert_eq!(d.verdicts[0], FilterVerdict::UnknownDeferred, "{d:?}");
+    assert!(d.verdicts[1].passes());
+    // the breaker trips when most candidates are unknown: nothing is held back
+    let d = decide_judged(&p, vec![unknown(), unknown(), cool.clone()]);
+    assert!(d.breaker_tripped && d.verdicts.iter().all(FilterVerdict::passes));
+    // off (the default): the unknown node competes on its score
+    let off = Policy::default();
+    assert!(!off.guards.unknown_last_resort);
+    let d = decide_judged(&off, vec![unknown(), cool]);
+    assert!(d.verdicts.iter().all(FilterVerdict::passes), "{d:?}");
+}
+
+#[test]
 fn the_filter_never_strands_a_pod_on_estimates_but_keeps_measured_hot_nodes_out() {
     let p = Policy::default();
     // readings under the 0.85 filter; a 4-core pod on 8 cores (+0.425) puts both over it
