@@ -125,7 +125,7 @@ function tile(node, unknownPodCap) {
     el(
       "div",
       { class: "ledger" },
-      `hot-spot +${pct(node.hotspotCpu)} CPU, +${pct(node.hotspotMemory)} memory · ${node.ledgerPods} recent pods, ${node.inFlight} in flight, ${node.reserved} reserved`,
+      `hot-spot +${pct(node.hotspotCpu)} CPU, +${pct(node.hotspotMemory)} memory · ${node.ledgerPods} recent pods (${node.ledgerPodsPartlyShown} partly in the reading), ${node.inFlight} in flight, ${node.reserved} reserved`,
     ),
   );
   return t;
