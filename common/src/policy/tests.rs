@@ -502,3 +502,26 @@ fn a_byte_order_mark_and_deep_nesting_get_the_right_message() {
     let e = Policy::from_yaml(&big).unwrap_err().to_string();
     assert!(e.contains("at most 1048576"), "{e}");
 }
+
+#[test]
+fn the_reading_window_is_a_duration_up_to_an_hour() {
+    has_error(
+        "hotspot: {readingWindow: -1m}",
+        "hotspot.readingWindow",
+        ">= 0",
+    );
+    has_error(
+        "hotspot: {readingWindow: soon}",
+        "hotspot.readingWindow",
+        "not a duration",
+    );
+    has_error(
+        "hotspot: {readingWindow: 2h}",
+        "hotspot.readingWindow",
+        "at most 1h",
+    );
+    let p = Policy::from_yaml("hotspot: {readingWindow: 0s}").unwrap();
+    assert_eq!(p.hotspot.reading_window, SignedDuration::ZERO);
+    let p = Policy::from_yaml("hotspot: {readingWindow: 1h}").unwrap();
+    assert_eq!(p.hotspot.reading_window, SignedDuration::from_hours(1));
+}

@@ -178,6 +178,20 @@ impl PolicyFile {
             );
         }
         let scoring = Scoring { idle_below };
+        let reading_window = v.duration(
+            "hotspot.readingWindow",
+            self.hotspot.reading_window.as_deref(),
+            defaults::READING_WINDOW,
+            true,
+        );
+        // The ledger keeps every pod bound within the window: longer than any query's window
+        // would only grow it.
+        if reading_window > SignedDuration::from_hours(1) {
+            v.fail(
+                "hotspot.readingWindow",
+                format!("must be at most 1h, got {reading_window:#}"),
+            );
+        }
         let hotspot = Hotspot {
             cpu_factor: v.non_negative(
                 "hotspot.cpuFactor",
@@ -191,12 +205,7 @@ impl PolicyFile {
             ),
             reserve_ranked: self.hotspot.reserve_ranked.unwrap_or(true),
             include_pod: self.hotspot.include_pod.unwrap_or(true),
-            reading_window: v.duration(
-                "hotspot.readingWindow",
-                self.hotspot.reading_window.as_deref(),
-                defaults::READING_WINDOW,
-                true,
-            ),
+            reading_window,
         };
         let deadband = self.collector.deadband.unwrap_or(defaults::DEADBAND);
         if !(deadband.is_finite() && (0.0..1.0).contains(&deadband)) {
