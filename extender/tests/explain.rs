@@ -342,3 +342,39 @@ fn the_learned_usage_of_the_pods_workload_is_shown_and_used() {
         "{factor_share} {learned_share}"
     );
 }
+
+#[test]
+fn an_unknown_last_resort_policy_holds_the_unknown_nodes_back_while_known_ones_fit() {
+    let dir = std::env::temp_dir().join(format!("realload-explain-lr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, "guards: {unknownLastResort: true}\n").unwrap();
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--snapshot",
+        SNAPSHOT,
+        "--pod",
+        POD,
+        "--now",
+        NOW,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let e: Value = serde_json::from_str(&stdout).unwrap();
+    for node in ["node-c", "node-d", "node-f"] {
+        let r = row(&e, node);
+        assert_eq!(r["passes"], false, "{r}");
+        assert_eq!(
+            r["filterMessage"],
+            "realload: node load unknown; nodes with valid readings fit the pod"
+        );
+    }
+    assert_eq!(row(&e, "node-a")["passes"], true);
+    // the default lets them compete on their score
+    let e = explain_json(POD);
+    assert_eq!(row(&e, "node-c")["passes"], true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
