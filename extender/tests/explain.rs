@@ -22,7 +22,12 @@ fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 fn explain_json(pod: &str) -> Value {
-    let (code, stdout, stderr) = run(&[
+    explain_json_with(pod, &[])
+}
+
+/// `explain --output json` on the example cluster with `extra` arguments.
+fn explain_json_with(pod: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
         "explain",
         "--snapshot",
         SNAPSHOT,
@@ -32,7 +37,9 @@ fn explain_json(pod: &str) -> Value {
         NOW,
         "--output",
         "json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{stderr}");
     serde_json::from_str(&stdout).unwrap()
 }
@@ -349,21 +356,7 @@ fn an_unknown_last_resort_policy_holds_the_unknown_nodes_back_while_known_ones_f
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, "guards: {unknownLastResort: true}\n").unwrap();
-    let (code, stdout, stderr) = run(&[
-        "explain",
-        "--snapshot",
-        SNAPSHOT,
-        "--pod",
-        POD,
-        "--now",
-        NOW,
-        "--policy",
-        policy.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let e: Value = serde_json::from_str(&stdout).unwrap();
+    let e = explain_json_with(POD, &["--policy", policy.to_str().unwrap()]);
     for node in ["node-c", "node-d", "node-f"] {
         let r = row(&e, node);
         assert_eq!(r["passes"], false, "{r}");
