@@ -295,7 +295,8 @@ impl ExpectedUsage {
 /// One pod as the collector measures it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodSample {
-    pub workload: WorkloadKey,
+    /// Shared: a collector holds one key per workload, not one per pod.
+    pub workload: std::sync::Arc<WorkloadKey>,
     pub cpu_request_millis: u64,
     pub memory_request_bytes: u64,
     /// Mean CPU used (cores) over the query's window, if a trustworthy sample exists.
@@ -323,7 +324,7 @@ pub fn learn(samples: &[PodSample], now: Timestamp) -> UsageTable {
         if cpu.is_none() && memory.is_none() {
             continue;
         }
-        let e = sums.entry(&s.workload).or_default();
+        let e = sums.entry(s.workload.as_ref()).or_default();
         e.pods += 1;
         if let Some(c) = cpu {
             e.cpu_used += c * 1000.0;

@@ -104,16 +104,21 @@ fn bench_usage(c: &mut Criterion) {
     use realload_extender::collect::usage::{fit, samples};
     const PODS: usize = 150_000;
     const WORKLOADS: usize = 5_000;
-    let pods: Vec<(String, WorkloadKey, u64, u64)> = (0..PODS)
+    let keys: Vec<std::sync::Arc<WorkloadKey>> = (0..WORKLOADS)
+        .map(|w| {
+            std::sync::Arc::new(WorkloadKey {
+                namespace: format!("team-{}", w % 50),
+                kind: "Deployment".into(),
+                name: format!("svc-{w}"),
+            })
+        })
+        .collect();
+    let pods: Vec<realload_extender::collect::usage::RunningPod> = (0..PODS)
         .map(|i| {
             let w = i % WORKLOADS;
             (
                 format!("team-{}/svc-{w}-7d9f8c6b5-{i:06}", w % 50),
-                WorkloadKey {
-                    namespace: format!("team-{}", w % 50),
-                    kind: "Deployment".into(),
-                    name: format!("svc-{w}"),
-                },
+                keys[w].clone(),
                 250 + (w as u64 % 16) * 250,
                 (256 + (w as u64 % 16) * 256) << 20,
             )

@@ -65,7 +65,7 @@ fn learning_sums_usage_over_requests_per_workload() {
     let api = key("shop", "Deployment", "api");
     let db = key("shop", "StatefulSet", "db");
     let sample = |w: &WorkloadKey, cpu_req, cpu, mem_req, mem| PodSample {
-        workload: w.clone(),
+        workload: std::sync::Arc::new(w.clone()),
         cpu_request_millis: cpu_req,
         memory_request_bytes: mem_req,
         cpu_cores: cpu,

@@ -90,17 +90,42 @@ async fn per_pod(
     }
 }
 
-/// A running pod as learning needs it: `namespace/name`, its workload, its CPU (millis) and
-/// memory (bytes) requests.
-pub type RunningPod = (String, WorkloadKey, u64, u64);
+/// A running pod as learning needs it: `namespace/name`, its workload (one shared key per
+/// workload), its CPU (millis) and memory (bytes) requests.
+pub type RunningPod = (String, Arc<WorkloadKey>, u64, u64);
 
 /// The running pods with a controller, kept current by a pod watch (one list at start, then
 /// events), so a learning round costs the API server nothing.
+///
+/// One map, also while the watch (re)lists: every pod the list applies is stamped with the
+/// list's number, and at the end of the list the pods it did not stamp are dropped. (A second
+/// map for the list being read would double the collector's memory at every relist: about 60
+/// MiB at 150,000 pods.)
 #[derive(Default)]
 pub struct RunningPods {
-    pods: Mutex<HashMap<String, RunningPod>>,
-    pending: Mutex<Option<HashMap<String, RunningPod>>>,
+    state: Mutex<RunningState>,
     synced: AtomicBool,
+}
+
+#[derive(Default)]
+struct RunningState {
+    /// By uid: the pod, and the number of the last list that saw it.
+    pods: HashMap<String, (RunningPod, u64)>,
+    list: u64,
+    listing: bool,
+    /// Each workload's key once, shared by its pods.
+    keys: HashMap<WorkloadKey, Arc<WorkloadKey>>,
+}
+
+impl RunningState {
+    fn key(&mut self, key: WorkloadKey) -> Arc<WorkloadKey> {
+        if let Some(shared) = self.keys.get(&key) {
+            return shared.clone();
+        }
+        let shared = Arc::new(key.clone());
+        self.keys.insert(key, shared.clone());
+        shared
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -132,12 +157,22 @@ impl RunningPods {
 
     /// Every running pod, or `None` until the watch has listed them all.
     pub fn snapshot(&self) -> Option<Vec<RunningPod>> {
-        self.synced
-            .load(Ordering::SeqCst)
-            .then(|| lock(&self.pods).values().cloned().collect())
+        self.synced.load(Ordering::SeqCst).then(|| {
+            lock(&self.state)
+                .pods
+                .values()
+                .map(|(pod, _)| pod.clone())
+                .collect()
+        })
     }
 
-    fn entry(pod: &Pod) -> Option<(String, RunningPod)> {
+    /// How many distinct workload keys are held (for tests: keys of gone workloads are
+    /// dropped at the end of each list).
+    pub fn workload_keys(&self) -> usize {
+        lock(&self.state).keys.len()
+    }
+
+    fn entry(pod: &Pod) -> Option<(String, String, WorkloadKey, u64, u64)> {
         let uid = pod.metadata.uid.clone()?;
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         if !running || pod.metadata.deletion_timestamp.is_some() {
@@ -150,45 +185,49 @@ impl RunningPods {
             pod.metadata.name.as_deref().unwrap_or_default()
         );
         let r = pod_requests(pod);
-        Some((uid, (name, workload, r.cpu_millis, r.memory_bytes)))
+        Some((uid, name, workload, r.cpu_millis, r.memory_bytes))
     }
 }
 
 impl crate::watch::Sink<Pod> for Arc<RunningPods> {
     fn init(&self) {
-        *lock(&self.pending) = Some(HashMap::new());
+        let mut state = lock(&self.state);
+        state.list += 1;
+        state.listing = true;
     }
     fn apply(&self, pod: &Pod) {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let mut pods = lock(&self.pods);
-        let mut pending = lock(&self.pending);
+        let mut state = lock(&self.state);
         match RunningPods::entry(pod) {
-            Some((uid, entry)) => {
-                if let Some(p) = pending.as_mut() {
-                    p.insert(uid.clone(), entry.clone());
-                }
-                pods.insert(uid, entry);
+            Some((uid, name, workload, cpu, memory)) => {
+                let workload = state.key(workload);
+                let list = state.list;
+                state
+                    .pods
+                    .insert(uid, ((name, workload, cpu, memory), list));
             }
             None => {
-                pods.remove(&uid);
-                if let Some(p) = pending.as_mut() {
-                    p.remove(&uid);
+                if let Some(uid) = pod.metadata.uid.as_deref() {
+                    state.pods.remove(uid);
                 }
             }
         }
     }
     fn delete(&self, pod: &Pod) {
         if let Some(uid) = pod.metadata.uid.as_deref() {
-            lock(&self.pods).remove(uid);
-            if let Some(p) = lock(&self.pending).as_mut() {
-                p.remove(uid);
-            }
+            lock(&self.state).pods.remove(uid);
         }
     }
     fn init_done(&self) {
-        if let Some(p) = lock(&self.pending).take() {
-            *lock(&self.pods) = p;
+        let mut state = lock(&self.state);
+        if state.listing {
+            // what the list did not see is gone
+            let list = state.list;
+            state.pods.retain(|_, (_, seen)| *seen == list);
+            state.listing = false;
+            // and so are the keys of workloads without pods (held only by the key map)
+            state.keys.retain(|_, shared| Arc::strong_count(shared) > 1);
         }
+        drop(state);
         self.synced.store(true, Ordering::SeqCst);
     }
     fn failed(&self) {
@@ -313,6 +352,10 @@ mod tests {
             ("ns/a-2".to_string(), key("a"), 1000, 1 << 30),
         ];
         let cpu = HashMap::from([("ns/a-1".to_string(), 0.5)]);
+        let pods: Vec<RunningPod> = pods
+            .into_iter()
+            .map(|(n, k, c, m)| (n, Arc::new(k), c, m))
+            .collect();
         let s = samples(&pods, &cpu, &HashMap::new());
         assert_eq!(s[0].cpu_cores, Some(0.5));
         assert_eq!(s[1].cpu_cores, None);
@@ -353,16 +396,33 @@ mod tests {
             n
         };
         assert_eq!(names(&running), ["ns/api-h1-a", "ns/api-h1-b"]);
-        assert_eq!(running.snapshot().unwrap()[0].1, key("api"));
-        // finished, deleted: gone; a re-list replaces the set whole
+        let snapshot = running.snapshot().unwrap();
+        assert_eq!(*snapshot[0].1, key("api"));
+        assert!(
+            Arc::ptr_eq(&snapshot[0].1, &snapshot[1].1),
+            "one key per workload"
+        );
+        drop(snapshot);
+        assert_eq!(running.workload_keys(), 1);
+        // finished, deleted: gone
         running.apply(&pod("a", "Succeeded", true));
         assert_eq!(names(&running), ["ns/api-h1-b"]);
         running.delete(&pod("b", "Running", true));
         assert!(names(&running).is_empty());
+        // a re-list replaces the set whole: "d" (missed while the watch was down) is dropped at
+        // its end, and learning keeps the old set while it lists
+        running.apply(&pod("d", "Running", true));
         running.init();
         running.apply(&pod("c", "Running", true));
+        assert_eq!(names(&running), ["ns/api-h1-c", "ns/api-h1-d"]);
         running.init_done();
         assert_eq!(names(&running), ["ns/api-h1-c"]);
+        // a workload whose pods are all gone loses its key at the end of the next list
+        running.delete(&pod("c", "Running", true));
+        running.init();
+        running.init_done();
+        assert!(names(&running).is_empty());
+        assert_eq!(running.workload_keys(), 0);
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Sim<'_> {
                     points.iter().map(|&s| f(s)).sum::<f64>() / points.len() as f64
                 };
                 samples.push(PodSample {
-                    workload: key(pod.workload),
+                    workload: std::sync::Arc::new(key(pod.workload)),
                     cpu_request_millis: w.cpu_request_m,
                     memory_request_bytes: w.mem_request_mi << 20,
                     cpu_cores: Some(mean(&|s| w.cpu_m(s, phase)) / 1000.0),
