@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
 
 fn bench_usage(c: &mut Criterion) {
     use realload_common::workload::{WorkloadKey, learn};
-    use realload_extender::collect::usage::{fit, samples};
+    use realload_extender::collect::usage::{POD_LABEL, fit, samples, trusted_values};
     const PODS: usize = 150_000;
     const WORKLOADS: usize = 5_000;
     let keys: Vec<std::sync::Arc<WorkloadKey>> = (0..WORKLOADS)
@@ -137,11 +137,7 @@ fn bench_usage(c: &mut Criterion) {
     let at = "2026-12-01T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
     let round = || {
         let per_pod = |text: &str| -> HashMap<String, f64> {
-            parse_query_response(text.as_bytes(), "realload_pod")
-                .unwrap()
-                .into_iter()
-                .filter_map(|s| Some((s.identity, s.sample.ok()?.0)))
-                .collect()
+            trusted_values(parse_query_response(text.as_bytes(), POD_LABEL).unwrap())
         };
         let (cpu, memory) = (per_pod(&cpu_body), per_pod(&memory_body));
         let mut table = learn(&samples(&pods, &cpu, &memory), at);

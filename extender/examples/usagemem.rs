@@ -13,7 +13,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use realload_common::workload::learn;
 use realload_extender::collect::prometheus::parse_query_response;
-use realload_extender::collect::usage::{RunningPods, fit, samples};
+use realload_extender::collect::usage::{POD_LABEL, RunningPods, fit, samples, trusted_values};
 use realload_extender::watch::Sink;
 use serde_json::json;
 
@@ -60,7 +60,7 @@ fn answer(names: &[String], per_pod: impl Fn(usize) -> f64) -> String {
         }
         write!(
             body,
-            r#"{{"metric":{{"realload_pod":"{name}"}},"value":[1764590400,"{}"]}}"#,
+            r#"{{"metric":{{"{POD_LABEL}":"{name}"}},"value":[1764590400,"{}"]}}"#,
             per_pod(i)
         )
         .unwrap();
@@ -98,11 +98,7 @@ fn main() {
     report("round: snapshot + both answers in memory");
 
     let per_pod = |text: &str| -> HashMap<String, f64> {
-        parse_query_response(text.as_bytes(), "realload_pod")
-            .unwrap()
-            .into_iter()
-            .filter_map(|s| Some((s.identity, s.sample.ok()?.0)))
-            .collect()
+        trusted_values(parse_query_response(text.as_bytes(), POD_LABEL).unwrap())
     };
     let (cpu, memory) = (per_pod(&cpu_body), per_pod(&memory_body));
     drop((cpu_body, memory_body));

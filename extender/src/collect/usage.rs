@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use super::FIELD_MANAGER;
-use super::plan::MetricResult;
+use super::plan::{MetricResult, Series};
 use super::prometheus::PrometheusClient;
 
 /// The label the collector joins `namespace` and `pod` into, so each series has one identity.
-const POD_LABEL: &str = "realload_pod";
+pub const POD_LABEL: &str = "realload_pod";
 /// Running pods only: pending ones use nothing yet, finished ones nothing any more.
 const RUNNING_PODS: &str = "spec.nodeName!=,status.phase=Running";
 /// Leaves room under the API server's 1 MiB object limit for metadata and managed fields.
@@ -64,6 +64,18 @@ pub fn pod_query(query: &str) -> String {
     format!(r#"label_join({query}, "{POD_LABEL}", "/", "namespace", "pod")"#)
 }
 
+/// Each series' value by its identity (`namespace/pod`). A series without a trustworthy value
+/// (NaN, ±Inf, negative) is left out, as if absent.
+pub fn trusted_values(series: Vec<Series>) -> HashMap<String, f64> {
+    series
+        .into_iter()
+        .filter_map(|s| {
+            let (value, _) = s.sample.ok()?;
+            (value.is_finite() && value >= 0.0).then_some((s.identity, value))
+        })
+        .collect()
+}
+
 async fn per_pod(
     prometheus: &PrometheusClient,
     query: &str,
@@ -71,14 +83,7 @@ async fn per_pod(
     now: Timestamp,
 ) -> Result<HashMap<String, f64>, UsageError> {
     match prometheus.query(&pod_query(query), now, POD_LABEL).await {
-        // A series without a trustworthy value (NaN, ±Inf) is left out, as if absent.
-        MetricResult::Series(series) => Ok(series
-            .into_iter()
-            .filter_map(|s| {
-                let (value, _) = s.sample.ok()?;
-                (value.is_finite() && value >= 0.0).then_some((s.identity, value))
-            })
-            .collect()),
+        MetricResult::Series(series) => Ok(trusted_values(series)),
         MetricResult::Failed(reason) => Err(UsageError::Query {
             what,
             message: reason.as_str().to_string(),

@@ -278,6 +278,18 @@ fn a_burst_counts_its_pods_first_placed_on_faulty_nodes_and_not_their_replacemen
     assert_eq!(sim.largest_burst_share_on_faulty(), 25.0);
 }
 
+/// One pod of workload 0, arrived and bound to node 0 at t = 0.
+fn run_one_pod_of_workload_0(sim: &mut Sim<'_>) {
+    sim.t = 0;
+    sim.arrive(&Arrival {
+        at: 0,
+        workload: 0,
+        runs_for: 7200,
+        burst: None,
+    });
+    sim.bind(0, 0, 0);
+}
+
 #[test]
 fn the_collector_learns_mean_usage_per_workload_and_realload_counts_pods_at_it() {
     let mut s = Scenario::new("steady", 1);
@@ -289,14 +301,7 @@ fn the_collector_learns_mean_usage_per_workload_and_realload_counts_pods_at_it()
     s.workloads[0].mem_usage = 1.4;
     let policy = Policy::default();
     let mut sim = Sim::new(&s, PolicyKind::Realload, policy.clone());
-    sim.t = 0;
-    sim.arrive(&Arrival {
-        at: 0,
-        workload: 0,
-        runs_for: 7200,
-        burst: None,
-    });
-    sim.bind(0, 0, 0);
+    run_one_pod_of_workload_0(&mut sim);
     assert_eq!(sim.learned(0), None, "nothing published yet");
     sim.t = 600;
     sim.learn_usage();
@@ -314,14 +319,7 @@ fn the_collector_learns_mean_usage_per_workload_and_realload_counts_pods_at_it()
     // switched off: the factors, whatever was learned
     let off = Policy::from_yaml("workloadUsage: {enabled: false}").unwrap();
     let mut sim = Sim::new(&s, PolicyKind::Realload, off);
-    sim.t = 0;
-    sim.arrive(&Arrival {
-        at: 0,
-        workload: 0,
-        runs_for: 7200,
-        burst: None,
-    });
-    sim.bind(0, 0, 0);
+    run_one_pod_of_workload_0(&mut sim);
     sim.t = 600;
     sim.learn_usage();
     assert_eq!(sim.learned(0), None);
